@@ -1,0 +1,124 @@
+"""Cuts the fine tower's input patches behind selected coarse cells."""
+
+from dcn_keras.backend import keras
+from dcn_keras.backend import tf
+
+METHODS = ("index", "extract_patches")
+
+
+def _pair(value, name, minimum):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
+        raise ValueError(
+            f"`{name}` must be an int or a pair of ints >= {minimum}; got {value!r}."
+        )
+    return pair
+
+
+@keras.saving.register_keras_serializable(package="dcn_keras")
+class PatchGather(keras.layers.Layer):
+    """Gathers the input patch behind each selected coarse cell.
+
+    Cell `(i, j)` reads the `patch_size` window whose top-left input pixel is
+    `offset + (i, j) * strides`. Windows past the image edge read zeros, on
+    every side (never noise, never clamped). Both methods return identical
+    patches; `"index"` gathers only the selected windows and is the default
+    because it is faster (see the README's Performance section), while
+    `"extract_patches"` cuts every window with `tf.image.extract_patches`
+    and picks the selected ones.
+
+    Args:
+        patch_size: int or pair, the fine tower's patch size.
+        strides: int or pair, input pixels between neighbouring cells.
+        offset: int or pair, input coordinate of cell `(0, 0)`'s patch
+            corner; negative values start in the zero padding.
+        grid_shape: pair, rows and columns of the coarse grid.
+        method: str, `"index"` (default) or `"extract_patches"`.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Call arguments:
+        images: tensor `[batch, height, width, channels]`.
+        locations: int tensor `[batch, k, 2]` of `(row, col)` grid cells.
+
+    Returns:
+        Tensor `[batch, k, patch_h, patch_w, channels]`.
+
+    Example:
+    ```python
+    gather = PatchGather(14, strides=4, offset=-2, grid_shape=(23, 23))
+    patches = gather(images, locations)  # [B, k, 14, 14, 1]
+    ```
+
+    Reference: Almahairi et al., "Dynamic Capacity Networks", ICML 2016.
+    """
+
+    def __init__(self, patch_size, strides, offset, grid_shape, method="index", **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = _pair(patch_size, "patch_size", 1)
+        self.strides = _pair(strides, "strides", 1)
+        self.offset = _pair(offset, "offset", -(10**9))
+        self.grid_shape = _pair(grid_shape, "grid_shape", 1)
+        if method not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
+        self.method = method
+
+    def _pad(self, images):
+        pads = [[0, 0]]
+        for axis in (0, 1):
+            size = images.shape[axis + 1]
+            if size is None:
+                size = tf.shape(images)[axis + 1]
+            end = (
+                self.offset[axis]
+                + (self.grid_shape[axis] - 1) * self.strides[axis]
+                + self.patch_size[axis]
+            )
+            pads.append([max(0, -self.offset[axis]), tf.maximum(0, end - size)])
+        pads.append([0, 0])
+        return tf.pad(images, pads)
+
+    def call(self, images, locations):
+        padded = self._pad(images)
+        locations = tf.cast(locations, tf.int32)
+        # Corner of each window in padded coordinates.
+        shift = [max(0, -o) + o for o in self.offset]
+        corner = locations * self.strides + shift
+        if self.method == "index":
+            return self._index_gather(padded, corner)
+        return self._extract_patches(padded, locations, shift)
+
+    def _index_gather(self, padded, corner):
+        rows = corner[..., 0:1] + tf.range(self.patch_size[0])  # [B, k, ph]
+        cols = corner[..., 1:2] + tf.range(self.patch_size[1])  # [B, k, pw]
+        strips = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, k, ph, W, C]
+        return tf.gather(strips, cols, axis=3, batch_dims=2)  # [B, k, ph, pw, C]
+
+    def _extract_patches(self, padded, locations, shift):
+        # Start the window lattice at cell (0, 0)'s corner so that window
+        # (i, j) of extract_patches is exactly cell (i, j)'s patch.
+        padded = padded[:, shift[0]:, shift[1]:, :]
+        channels = padded.shape[-1]
+        windows = tf.image.extract_patches(
+            padded,
+            sizes=[1, self.patch_size[0], self.patch_size[1], 1],
+            strides=[1, self.strides[0], self.strides[1], 1],
+            rates=[1, 1, 1, 1],
+            padding="VALID",
+        )
+        picked = tf.gather_nd(windows, locations, batch_dims=1)  # [B, k, ph*pw*C]
+        shape = tf.concat(
+            [tf.shape(locations)[:2], [self.patch_size[0], self.patch_size[1], channels]],
+            axis=0,
+        )
+        return tf.reshape(picked, shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            patch_size=self.patch_size,
+            strides=self.strides,
+            offset=self.offset,
+            grid_shape=self.grid_shape,
+            method=self.method,
+        )
+        return config

@@ -1,0 +1,1 @@
+from dcn_keras.models.dynamic_capacity_network import DynamicCapacityNetwork

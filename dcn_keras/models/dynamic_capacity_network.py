@@ -1,0 +1,323 @@
+"""The Dynamic Capacity Network as a subclassed Keras model."""
+
+from dcn_keras import presets
+from dcn_keras.backend import keras
+from dcn_keras.backend import tf
+from dcn_keras.layers.cell_scatter import CellScatter
+from dcn_keras.layers.entropy_saliency import EntropySaliency
+from dcn_keras.layers.entropy_saliency import _heads
+from dcn_keras.layers.patch_gather import METHODS
+from dcn_keras.layers.patch_gather import PatchGather
+from dcn_keras.patch_geometry import PatchGeometry
+
+_METRICS = ("loss", "refined_loss", "coarse_loss", "hint_loss", "accuracy", "coarse_accuracy")
+
+
+def _probabilities(logits):
+    if isinstance(logits, dict):
+        return {name: _probabilities(head) for name, head in logits.items()}
+    return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+
+def _per_example_ce_and_correct(labels, logits):
+    """Cross-entropy summed over heads, and whether every head is right."""
+    heads = _heads(logits)
+    if isinstance(logits, dict):
+        labels = [labels[name] for name in sorted(logits)]
+    elif len(heads) == 1:
+        labels = [labels]
+    ce, correct = 0.0, True
+    for y, head in zip(labels, heads):
+        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        head = tf.cast(head, tf.float32)
+        ce += tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=head)
+        correct = tf.logical_and(correct, tf.equal(tf.argmax(head, -1, tf.int32), y))
+    return ce, tf.cast(correct, tf.float32)
+
+
+def _weighted_mean(values, sample_weight):
+    # Keras's "sum_over_batch_size": mean over the (local) batch of w * value.
+    if sample_weight is None:
+        return tf.reduce_mean(values)
+    weight = tf.cast(tf.reshape(sample_weight, [-1]), values.dtype)
+    return tf.reduce_mean(values * weight)
+
+
+@keras.saving.register_keras_serializable(package="dcn_keras")
+class DynamicCapacityNetwork(keras.Model):
+    """A Dynamic Capacity Network: cheap everywhere, expensive where it matters.
+
+    A low-capacity coarse tower `f_c` maps the whole image to a grid of
+    feature vectors; the top network `g` gives a coarse prediction; the
+    gradient norm of that prediction's entropy with respect to each cell
+    (`EntropySaliency`) scores the cells; the fine tower `f_f` recomputes the
+    `num_patches` most salient cells from their input patches (one batched
+    call on all `batch * num_patches` patches); `g` on the refined grid gives
+    the final prediction.
+
+    The built-in objective (no `loss` to compile) is
+    `CE(refined) + coarse_weight * CE(coarse) + hint_weight * hint`, where
+    `hint` is the mean over the selected cells and the feature channels of
+    `(c_ij - stop_gradient(f_f(x_ij)))**2`. Being a mean rather than the
+    paper's sum, its scale does not grow with `num_patches` or the feature
+    size (the paper's sum is `num_patches * channels` times larger). It
+    trains the coarse tower only.
+
+    Args:
+        coarse: `keras.Model`, image -> grid `[B, rows, cols, D]`.
+        fine: `keras.Model`, patch -> `[B, 1, 1, D]`; fully convolutional,
+            so `top(fine(padded images))` is the paper's fine-model baseline.
+        top: `keras.Model`, grid -> logits (a tensor, or a dict of heads).
+        image_shape: tuple `(height, width, channels)`. Defaults to the
+            coarse tower's input shape when that is fully known.
+        num_patches: int, cells refined per image, the paper's `k`.
+            Defaults to `8`.
+        hint_weight: float, weight of the hint term. Defaults to `1.0`.
+        coarse_weight: float, weight of the coarse cross-entropy. Defaults
+            to `1.0`.
+        patch_size: int or pair, overrides the derived fine patch size.
+        patch_offset: int or pair, overrides the input coordinate of cell
+            `(0, 0)`'s patch corner.
+        gather: str, `"index"` (default) or `"extract_patches"`; see
+            `PatchGather`.
+        **kwargs: standard `keras.Model` arguments.
+
+    Example:
+    ```python
+    model = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist")
+    model.compile(optimizer="adam")
+    model.fit(images, labels, batch_size=32, epochs=5)
+    out = model.predict(images)  # probabilities, saliency, locations, ...
+    ```
+
+    Reference: Almahairi et al., "Dynamic Capacity Networks", ICML 2016.
+    """
+
+    def __init__(
+        self,
+        coarse,
+        fine,
+        top,
+        image_shape=None,
+        num_patches=8,
+        hint_weight=1.0,
+        coarse_weight=1.0,
+        patch_size=None,
+        patch_offset=None,
+        gather="index",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if image_shape is None:
+            image_shape = tuple(coarse.inputs[0].shape[1:])
+            if None in image_shape:
+                raise ValueError(
+                    "`image_shape` is required when the coarse tower's input has "
+                    f"unknown sizes; its input shape is {coarse.inputs[0].shape}."
+                )
+        image_shape = tuple(image_shape)
+        self.coarse, self.fine, self.top = coarse, fine, top
+        self.geometry = PatchGeometry.from_towers(
+            coarse, fine, image_shape, patch_size=patch_size, patch_offset=patch_offset
+        )
+        coarse_dim = coarse.outputs[0].shape[-1]
+        fine_dim = fine.outputs[0].shape[-1]
+        if coarse_dim != fine_dim:
+            raise ValueError(
+                f"Coarse vectors have {coarse_dim} channels but fine vectors have "
+                f"{fine_dim}; they must match to be interchangeable in `top`."
+            )
+        top_dim = top.inputs[0].shape[-1]
+        if top_dim not in (None, coarse_dim):
+            raise ValueError(f"`top` takes {top_dim} channels; the towers give {coarse_dim}.")
+        cells = self.geometry.num_cells
+        if not isinstance(num_patches, int) or not 1 <= num_patches <= cells:
+            raise ValueError(
+                f"num_patches={num_patches!r} must be an int in [1, {cells}] (the "
+                f"{self.geometry.grid_shape[0]}x{self.geometry.grid_shape[1]} grid)."
+            )
+        for name, value in (("hint_weight", hint_weight), ("coarse_weight", coarse_weight)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"`{name}` must be a number >= 0; got {value!r}.")
+        if gather not in METHODS:
+            raise ValueError(f"`gather` must be one of {METHODS}; got {gather!r}.")
+        self.image_shape = image_shape
+        self.num_patches = num_patches
+        self.hint_weight = float(hint_weight)
+        self.coarse_weight = float(coarse_weight)
+        self.patch_size = patch_size
+        self.patch_offset = patch_offset
+        self.gather = gather
+
+        self.saliency_layer = EntropySaliency(name="saliency")
+        self.patch_gather = PatchGather(
+            self.geometry.patch_size,
+            strides=self.geometry.stride,
+            offset=self.geometry.offset,
+            grid_shape=self.geometry.grid_shape,
+            method=gather,
+            name="patch_gather",
+        )
+        self.cell_scatter = CellScatter(name="cell_scatter")
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in _METRICS}
+        self.built = True
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """Builds a named configuration, e.g. `"cluttered_mnist"`."""
+        if name not in presets.PRESETS:
+            raise ValueError(
+                f"Unknown preset {name!r}; available: {sorted(presets.PRESETS)}."
+            )
+        return cls(**{**presets.PRESETS[name](), **overrides})
+
+    def _check_images(self, images):
+        images = tf.convert_to_tensor(images)
+        if not images.dtype.is_floating:
+            raise ValueError(
+                f"Images must be floating point in [0, 1]; got dtype {images.dtype.name} "
+                "(for uint8 pixels, divide by 255)."
+            )
+        expected = (None,) + self.image_shape
+        if images.shape.rank != 4 or any(
+            s is not None and s != e for s, e in zip(images.shape[1:], self.image_shape)
+        ):
+            raise ValueError(
+                f"Expected images of shape {expected}; got {tuple(images.shape)}."
+            )
+        return tf.ensure_shape(images, expected)
+
+    def forward(self, images, training=False):
+        """The full forward pass, with the tensors the objective needs."""
+        images = self._check_images(images)
+        grid = self.coarse(images, training=training)
+        scored = self.saliency_layer(grid, top=self.top, training=training)
+        saliency = scored["saliency"]
+        rows, cols = self.geometry.grid_shape
+        _, flat = tf.math.top_k(tf.reshape(saliency, [-1, rows * cols]), self.num_patches)
+        locations = tf.stack([flat // cols, flat % cols], axis=-1)
+
+        patches = self.patch_gather(images, locations)  # [B, k, ph, pw, C]
+        batch = tf.shape(patches)[0]
+        patches = tf.reshape(patches, [-1, *patches.shape[2:]])
+        # One fine-tower call for all batch * k patches.
+        fine_vectors = tf.reshape(
+            self.fine(patches, training=training), [batch, self.num_patches, -1]
+        )
+        refined = self.cell_scatter(grid, locations, fine_vectors)
+        logits = self.top(refined, training=training)
+        coarse_vectors = tf.gather_nd(grid, locations, batch_dims=1)
+        return {
+            "logits": logits,
+            "coarse_logits": scored["logits"],
+            "saliency": saliency,
+            "locations": locations,
+            "coarse_vectors": coarse_vectors,
+            "fine_vectors": fine_vectors,
+            "grid": grid,
+            "refined_grid": refined,
+        }
+
+    def call(self, images, training=False):
+        out = self.forward(images, training=training)
+        return {
+            "probabilities": _probabilities(out["logits"]),
+            "coarse_probabilities": _probabilities(out["coarse_logits"]),
+            "saliency": out["saliency"],
+            "locations": out["locations"],
+            "patch_boxes": self.geometry.boxes(out["locations"]),
+        }
+
+    def compute_losses(self, labels, out, sample_weight=None):
+        """Each loss term, as a per-replica mean over the batch."""
+        refined_ce, correct = _per_example_ce_and_correct(labels, out["logits"])
+        coarse_ce, coarse_correct = _per_example_ce_and_correct(labels, out["coarse_logits"])
+        diff = tf.cast(out["coarse_vectors"], tf.float32) - tf.stop_gradient(
+            tf.cast(out["fine_vectors"], tf.float32)
+        )
+        hint = tf.reduce_mean(tf.square(diff), axis=[1, 2])
+        terms = {
+            "refined_loss": _weighted_mean(refined_ce, sample_weight),
+            "coarse_loss": _weighted_mean(coarse_ce, sample_weight),
+            "hint_loss": _weighted_mean(hint, sample_weight),
+            "accuracy": _weighted_mean(correct, sample_weight),
+            "coarse_accuracy": _weighted_mean(coarse_correct, sample_weight),
+        }
+        terms["loss"] = (
+            terms["refined_loss"]
+            + self.coarse_weight * terms["coarse_loss"]
+            + self.hint_weight * terms["hint_loss"]
+        )
+        return terms
+
+    def _update_metrics(self, terms, images):
+        batch = tf.shape(images)[0]
+        for name, tracker in self._trackers.items():
+            tracker.update_state(terms[name], sample_weight=batch)
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def train_step(self, data):
+        images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            out = self.forward(images, training=True)
+            terms = self.compute_losses(labels, out, sample_weight)
+            # The optimizer sums replica gradients: divide the per-replica
+            # mean so the sum is the global-batch mean.
+            loss = self.optimizer.scale_loss(terms["loss"] / replicas)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply(grads, variables)
+        return self._update_metrics(terms, images)
+
+    def test_step(self, data):
+        images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        out = self.forward(images, training=False)
+        return self._update_metrics(self.compute_losses(labels, out, sample_weight), images)
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        if loss is not None or metrics is not None:
+            raise ValueError(
+                "DynamicCapacityNetwork has a built-in objective and metrics; "
+                f"compile it with an optimizer only (got loss={loss!r}, metrics={metrics!r})."
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def fine_only_model(self, name="fine_model"):
+        """The paper's fine-model baseline: `top(fine(zero-padded images))`."""
+        images = keras.Input(self.image_shape, name="images")
+        padded = keras.layers.ZeroPadding2D(self.geometry.padding)(images)
+        return keras.Model(images, self.top(self.fine(padded)), name=name)
+
+    def coarse_only_model(self, name="coarse_model"):
+        """The paper's coarse-model baseline: `top(coarse(images))`."""
+        images = keras.Input(self.image_shape, name="images")
+        return keras.Model(images, self.top(self.coarse(images)), name=name)
+
+    def get_config(self):
+        config = super().get_config()
+        serialize = keras.saving.serialize_keras_object
+        config.update(
+            coarse=serialize(self.coarse),
+            fine=serialize(self.fine),
+            top=serialize(self.top),
+            image_shape=self.image_shape,
+            num_patches=self.num_patches,
+            hint_weight=self.hint_weight,
+            coarse_weight=self.coarse_weight,
+            patch_size=self.patch_size,
+            patch_offset=self.patch_offset,
+            gather=self.gather,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("coarse", "fine", "top"):
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
