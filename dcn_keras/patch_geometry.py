@@ -179,11 +179,13 @@ class PatchGeometry:
                     f"Images have {channels} channels but the {tower_name} tower "
                     f"takes {tower_channels}."
                 )
-        grid = tuple(coarse.compute_output_shape((1, height, width, channels))[1:3])
-        if grid[0] is None or grid[0] < 1 or grid[1] < 1:
+        try:
+            grid = tuple(coarse.compute_output_shape((1, height, width, channels))[1:3])
+        except ValueError as error:
             raise ValueError(
-                f"The coarse tower yields a {grid} grid for {image_shape} images."
-            )
+                f"Images of shape {tuple(image_shape)} are too small for the coarse "
+                f"tower to give a grid ({error})"
+            ) from None
         layers = list(_flat_layers(coarse))
         axes = [_walk_axis(layers, image_shape[a], a) for a in (0, 1)]
         starts = tuple(a[0] for a in axes)

@@ -287,6 +287,14 @@ class DynamicCapacityNetwork(keras.Model):
             )
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        # Keras skips custom `compile` methods on load; ours only forwards the
+        # optimizer, so restoring it (and its slots) is safe.
+        config = keras.saving.deserialize_keras_object(config)
+        config = {k: v for k, v in config.items() if k not in ("loss", "metrics")}
+        self.compile(**config)
+        self.optimizer.build(self.trainable_variables)
+
     def fine_only_model(self, name="fine_model"):
         """The paper's fine-model baseline: `top(fine(zero-padded images))`."""
         images = keras.Input(self.image_shape, name="images")

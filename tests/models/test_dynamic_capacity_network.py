@@ -1,0 +1,218 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dcn_keras
+from dcn_keras import presets
+from dcn_keras.backend import keras
+from tests.helpers import preset_model
+from tests.helpers import random_images
+from tests.helpers import variable_groups
+
+
+def test_outputs_have_the_documented_keys_shapes_and_dtypes():
+    out = preset_model()(random_images(3), training=False)
+    assert out["probabilities"].shape == (3, 10)
+    assert out["coarse_probabilities"].shape == (3, 10)
+    assert out["saliency"].shape == (3, 23, 23) and out["saliency"].dtype == tf.float32
+    assert out["locations"].shape == (3, 8, 2) and out["locations"].dtype == tf.int32
+    assert out["patch_boxes"].shape == (3, 8, 4)
+    np.testing.assert_allclose(tf.reduce_sum(out["probabilities"], -1), 1.0, rtol=1e-5)
+
+
+def test_saliency_matches_an_independent_tape_and_locations_are_its_top_k():
+    model = preset_model()
+    images = tf.constant(random_images(4, seed=1))
+    out = model(images)
+    with tf.GradientTape() as tape:
+        grid = model.coarse(images)
+        tape.watch(grid)
+        p = tf.nn.softmax(model.top(grid))
+        entropy = -tf.reduce_sum(p * tf.math.log(p + 1e-30), -1)
+    expected = tf.norm(tape.gradient(entropy, grid), axis=-1).numpy()
+    np.testing.assert_allclose(out["saliency"], expected, rtol=1e-4, atol=1e-8)
+    for b in range(4):
+        ranked = np.argsort(-expected[b].ravel())[:8]
+        chosen = [r * 23 + c for r, c in out["locations"][b].numpy()]
+        assert sorted(chosen) == sorted(ranked.tolist())
+
+
+def _numpy_fine_vectors(model, images, locations):
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    patches = [
+        padded[b, 4 * r : 4 * r + 14, 4 * c : 4 * c + 14]
+        for b in range(len(images))
+        for r, c in locations[b]
+    ]
+    vectors = model.fine(np.stack(patches)).numpy()
+    return vectors.reshape(len(images), len(locations[0]), -1)
+
+
+@pytest.mark.parametrize("num_patches", [8, 529])
+def test_refined_grid_is_coarse_except_fine_vectors_at_the_right_windows(num_patches):
+    # With all 529 cells selected, every border cell is checked too.
+    model = preset_model(num_patches=num_patches)
+    images = random_images(2, seed=2)
+    out = model.forward(images)
+    grid, refined = out["grid"].numpy(), out["refined_grid"].numpy()
+    locations = out["locations"].numpy()
+    fine = _numpy_fine_vectors(model, images, locations)
+    expected = grid.copy()
+    for b in range(2):
+        for (r, c), v in zip(locations[b], fine[b]):
+            expected[b, r, c] = v
+    np.testing.assert_allclose(refined, expected, rtol=1e-5, atol=1e-6)
+    changed = np.any(refined != grid, axis=-1).sum()
+    assert changed > 0 and changed <= 2 * num_patches
+
+
+def _one_sgd_step(model, images, labels):
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    before = {k: [v.numpy().copy() for v in vs] for k, vs in variable_groups(model).items()}
+    model.train_on_batch(images, labels)
+    return {
+        k: [v.numpy() - b for v, b in zip(vs, before[k])]
+        for k, vs in variable_groups(model).items()
+    }
+
+
+def test_hint_term_changes_the_coarse_update_and_nothing_else():
+    images, labels = random_images(8, seed=3), np.arange(8) % 10
+    without = preset_model(hint_weight=0.0)
+    with_hint = preset_model(hint_weight=50.0)
+    with_hint.set_weights(without.get_weights())
+    a = _one_sgd_step(without, images, labels)
+    b = _one_sgd_step(with_hint, images, labels)
+    for name in ("fine", "top"):
+        for da, db in zip(a[name], b[name]):
+            np.testing.assert_allclose(da, db, rtol=1e-5, atol=1e-8)
+    gap = max(np.abs(da - db).max() for da, db in zip(a["coarse"], b["coarse"]))
+    assert gap > 1e-6
+
+
+def test_mirrored_strategy_matches_one_device_for_the_same_global_batch():
+    images, labels = random_images(8, seed=4), np.arange(8) % 10
+    single = preset_model()
+    weights = single.get_weights()
+    single.compile(optimizer=keras.optimizers.SGD(0.5))
+    single.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        mirrored = preset_model()
+        mirrored.set_weights(weights)
+        mirrored.compile(optimizer=keras.optimizers.SGD(0.5))
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    mirrored.fit(dataset, epochs=1, verbose=0)
+    moved = max(np.abs(w - w0).max() for w, w0 in zip(single.get_weights(), weights))
+    assert moved > 1e-4
+    for w1, w2 in zip(single.get_weights(), mirrored.get_weights()):
+        np.testing.assert_allclose(w1, w2, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_float32_saliency_and_losses(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    model = preset_model()
+    model.compile(optimizer="adam")
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    images, labels = random_images(8, seed=5), np.arange(8) % 10
+    before = model.coarse.get_weights()[0].copy()
+    logs = model.fit(images, labels, batch_size=4, epochs=1, verbose=0).history
+    assert all(np.isfinite(v[0]) for v in logs.values())
+    assert np.abs(model.coarse.get_weights()[0] - before).max() > 0
+    out = model(images[:2])
+    assert out["saliency"].dtype == tf.float32
+    assert out["probabilities"].dtype == tf.float32
+
+
+def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
+    model = preset_model(num_patches=5, hint_weight=0.3, gather="extract_patches")
+    model.compile(optimizer="adam")
+    images = random_images(3, seed=6)
+    model.fit(images, np.arange(3), epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, dcn_keras.DynamicCapacityNetwork)
+    assert (loaded.num_patches, loaded.hint_weight, loaded.gather) == (5, 0.3, "extract_patches")
+    a, b = model(images), loaded(images)
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+
+
+def test_fit_evaluate_predict_on_datasets_and_arrays_report_every_term():
+    model = preset_model()
+    model.compile(optimizer="adam")
+    images, labels = random_images(8, seed=7), np.arange(8) % 10
+    history = model.fit(images, labels, batch_size=4, epochs=1, verbose=0).history
+    expected = {"loss", "refined_loss", "coarse_loss", "hint_loss", "accuracy", "coarse_accuracy"}
+    assert set(history) == expected
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    assert set(model.evaluate(dataset, verbose=0, return_dict=True)) == expected
+    predicted = model.predict(dataset, verbose=0)
+    assert predicted["probabilities"].shape == (8, 10)
+    assert predicted["locations"].shape == (8, 8, 2)
+
+
+def test_fine_and_coarse_baselines_share_the_towers():
+    model = preset_model()
+    images = random_images(2, seed=8)
+    fine_model, coarse_model = model.fine_only_model(), model.coarse_only_model()
+    padded = np.pad(images, ((0, 0), (2, 0), (2, 0), (0, 0)))
+    np.testing.assert_allclose(fine_model(images), model.top(model.fine(padded)), rtol=1e-5)
+    np.testing.assert_allclose(coarse_model(images), model.top(model.coarse(images)), rtol=1e-5)
+    assert model.fine(padded).shape[1:3] == (23, 23)
+
+
+def _towers(**kwargs):
+    return presets.cluttered_mnist_towers(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda: preset_model(num_patches=0), r"num_patches=0 .*\[1, 529\]"),
+        (lambda: preset_model(num_patches=530), r"num_patches=530 .*\[1, 529\]"),
+        (lambda: preset_model(image_shape=(100, 100, 3)), "3 channels"),
+        (lambda: preset_model(image_shape=(10, 10, 1)), r"grid|smaller"),
+        (lambda: preset_model(patch_size=18, patch_offset=-2), "exactly one fine vector"),
+        (lambda: preset_model(patch_size=13), "exactly one fine vector"),
+        (lambda: preset_model(gather="glimpse"), "gather"),
+        (lambda: preset_model(hint_weight=-1), "hint_weight"),
+        (
+            lambda: dcn_keras.DynamicCapacityNetwork(
+                coarse=_towers()["coarse"],
+                fine=_towers(features=16)["fine"],
+                top=_towers()["top"],
+                image_shape=(100, 100, 1),
+            ),
+            "24 channels but fine vectors have 16",
+        ),
+        (lambda: dcn_keras.DynamicCapacityNetwork.from_preset("imagenet"), "cluttered_mnist"),
+    ],
+)
+def test_bad_configuration_raises_a_clear_value_error(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    "images,message",
+    [
+        (np.zeros((2, 64, 64, 1), np.float32), r"shape \(None, 100, 100, 1\).*\(2, 64, 64, 1\)"),
+        (np.zeros((2, 100, 100, 3), np.float32), r"\(2, 100, 100, 3\)"),
+        (np.zeros((100, 100, 1), np.float32), r"\(100, 100, 1\)"),
+        (np.zeros((2, 100, 100, 1), np.uint8), "uint8"),
+    ],
+)
+def test_bad_images_raise_a_clear_value_error(images, message):
+    with pytest.raises(ValueError, match=message):
+        preset_model()(images)
+
+
+def test_compile_rejects_a_loss():
+    with pytest.raises(ValueError, match="built-in objective"):
+        preset_model().compile(optimizer="adam", loss="mse")
