@@ -17,6 +17,18 @@ def _conv(filters, kernel, strides=1, padding="valid", name=None):
     )
 
 
+def _fine_tower(channels, features):
+    x = keras.Input((None, None, channels), name="patches")
+    h = _conv(features, 3, name="fine_conv1")(x)
+    h = _conv(features, 3, padding="same", name="fine_conv2")(h)
+    h = layers.MaxPooling2D(2, name="fine_pool1")(h)
+    h = _conv(features, 3, padding="same", name="fine_conv3")(h)
+    h = _conv(features, 3, padding="same", name="fine_conv4")(h)
+    h = layers.MaxPooling2D(2, name="fine_pool2")(h)
+    h = _conv(features, 3, name="fine_conv5")(h)
+    return keras.Model(x, h, name="fine")
+
+
 def cluttered_mnist_towers(channels=1, features=24, num_classes=10):
     """The paper's cluttered MNIST towers (Almahairi et al. 2016, Sec. 4.1).
 
@@ -31,15 +43,7 @@ def cluttered_mnist_towers(channels=1, features=24, num_classes=10):
     h = _conv(features, 3, strides=2, name="coarse_conv2")(h)
     coarse = keras.Model(x, h, name="coarse")
 
-    x = keras.Input((None, None, channels), name="patches")
-    h = _conv(features, 3, name="fine_conv1")(x)
-    h = _conv(features, 3, padding="same", name="fine_conv2")(h)
-    h = layers.MaxPooling2D(2, name="fine_pool1")(h)
-    h = _conv(features, 3, padding="same", name="fine_conv3")(h)
-    h = _conv(features, 3, padding="same", name="fine_conv4")(h)
-    h = layers.MaxPooling2D(2, name="fine_pool2")(h)
-    h = _conv(features, 3, name="fine_conv5")(h)
-    fine = keras.Model(x, h, name="fine")
+    fine = _fine_tower(channels, features)
 
     x = keras.Input((None, None, features), name="grid")
     h = _conv(96, 4, strides=2, name="top_conv")(x)
@@ -57,6 +61,67 @@ def cluttered_mnist():
     )
 
 
+def svhn_towers(features=48, max_digits=5):
+    """Towers for multi-digit SVHN (64x64 whole images or 54x54 crops).
+
+    Coarse: conv 24@5x5/2, conv 48@3x3/2 (valid, ReLU): a 14x14 grid on
+    64x64 inputs, each cell seeing a 9x9 window. Fine: the cluttered MNIST
+    fine tower with 48 filters (one vector per 14x14 patch). Top: conv
+    128@3x3, conv 160@3x3/2, global max pool, dense 256, then a `length`
+    head (classes 0-5) and `digit_1`..`digit_5` heads (classes 0-9, and 10
+    for "no digit").
+    """
+    x = keras.Input((None, None, 3), name="images")
+    h = _conv(24, 5, strides=2, name="coarse_conv1")(x)
+    h = _conv(features, 3, strides=2, name="coarse_conv2")(h)
+    coarse = keras.Model(x, h, name="coarse")
+    grid = keras.Input((None, None, features), name="grid")
+    h = _conv(128, 3, name="top_conv1")(grid)
+    h = _conv(160, 3, strides=2, name="top_conv2")(h)
+    h = layers.GlobalMaxPooling2D(name="top_pool")(h)
+    h = layers.Dense(256, activation="relu", name="top_dense")(h)
+    heads = {"length": layers.Dense(max_digits + 1, name="length")(h)}
+    for i in range(1, max_digits + 1):
+        heads[f"digit_{i}"] = layers.Dense(11, name=f"digit_{i}")(h)
+    top = keras.Model(grid, heads, name="top")
+    return {"coarse": coarse, "fine": _fine_tower(3, features), "top": top}
+
+
+def svhn():
+    return dict(svhn_towers(), image_shape=(64, 64, 3), num_patches=8)
+
+
+def svhn_cropped_towers(features=48, num_classes=10):
+    """Towers for TFDS svhn_cropped (32x32 single digits, an easier task).
+
+    Coarse: conv 32@3x3/2, conv 48@3x3 (valid, ReLU): a 13x13 grid, 7x7
+    windows, stride 2. Fine: four 3x3 convs and one 2x2 pool (stride 2), one
+    vector per 12x12 patch. Top: conv 96@3x3/2, global max pool, dense.
+    """
+    x = keras.Input((None, None, 3), name="images")
+    h = _conv(32, 3, strides=2, name="coarse_conv1")(x)
+    h = _conv(features, 3, name="coarse_conv2")(h)
+    coarse = keras.Model(x, h, name="coarse")
+    p = keras.Input((None, None, 3), name="patches")
+    f = _conv(features, 3, name="fine_conv1")(p)
+    f = _conv(features, 3, padding="same", name="fine_conv2")(f)
+    f = layers.MaxPooling2D(2, name="fine_pool1")(f)
+    f = _conv(features, 3, name="fine_conv3")(f)
+    f = _conv(features, 3, name="fine_conv4")(f)
+    fine = keras.Model(p, f, name="fine")
+    grid = keras.Input((None, None, features), name="grid")
+    h = _conv(96, 3, strides=2, name="top_conv")(grid)
+    h = layers.GlobalMaxPooling2D(name="top_pool")(h)
+    top = keras.Model(grid, layers.Dense(num_classes, name="logits")(h), name="top")
+    return {"coarse": coarse, "fine": fine, "top": top}
+
+
+def svhn_cropped():
+    return dict(svhn_cropped_towers(), image_shape=(32, 32, 3), num_patches=8)
+
+
 PRESETS = {
     "cluttered_mnist": cluttered_mnist,
+    "svhn": svhn,
+    "svhn_cropped": svhn_cropped,
 }

@@ -1,0 +1,158 @@
+"""Cluttered MNIST as the paper used it (DeepMind's mnist-cluttered recipe).
+
+Each canvas holds `num_distractors` 8x8 crops of random *other* digits of the
+same split, each pasted at a random place, then the labelled digit at a
+uniformly random place fully inside the canvas; pixels are summed and clipped
+to [0, 1]. Canvases are stored as uint8 (so values are multiples of 1/255).
+Generation is seeded and deterministic.
+
+Digit sources:
+- `"tfds"`: TFDS `mnist`; train = its first 50,000 training digits,
+  validation = the last 10,000, test = its test set (the paper's split).
+- `"embedded"`: the 5,000 real digits shipped in `dcn_keras/data/mnist_5k.npz`;
+  train = entries 0-3,499, validation = 3,500-3,999, test = 4,000-4,999
+  (reserved, never trained on). Needs no network.
+- `"auto"` (default): TFDS when it can be had, else the embedded digits, with
+  a warning saying so.
+"""
+
+import os
+
+import numpy as np
+from absl import logging
+
+from dcn_keras.io_utils import unreachable_reason
+
+SPLITS = ("train", "validation", "test")
+DIGIT_SOURCES = ("auto", "tfds", "embedded")
+EMBEDDED_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "mnist_5k.npz")
+_EMBEDDED_RANGES = {"train": (0, 3500), "validation": (3500, 4000), "test": (4000, 5000)}
+_TFDS_RANGES = {"train": ("train", 0, 50000), "validation": ("train", 50000, 60000),
+                "test": ("test", 0, 10000)}
+
+
+def embedded_digits(split):
+    """The shipped digits of `split`: uint8 `[N, 28, 28]` images and labels."""
+    start, stop = _EMBEDDED_RANGES[split]
+    with np.load(EMBEDDED_PATH) as data:
+        return data["images"][start:stop], data["labels"][start:stop].astype(np.int64)
+
+
+def tfds_digits(split, data_dir=None):
+    """TFDS `mnist` digits of `split` (downloads if needed and allowed)."""
+    import tensorflow_datasets as tfds
+
+    source, start, stop = _TFDS_RANGES[split]
+    # Batches, not batch_size=-1: that path aborts the process under
+    # tfds.testing.mock_data for a sliced split.
+    dataset = tfds.load("mnist", split=f"{source}[{start}:{stop}]", data_dir=data_dir)
+    images, labels = [], []
+    for batch in tfds.as_numpy(dataset.batch(10_000)):
+        images.append(batch["image"][..., 0])
+        labels.append(batch["label"])
+    return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
+
+
+def tfds_unavailable_reason(data_dir=None, timeout=5.0):
+    """Why TFDS mnist cannot be had right now, or None if it can.
+
+    A prepared copy needs no network. Otherwise one quick connection to the
+    download host decides, because TFDS itself retries a failing download
+    with back-off for minutes before giving up.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("mnist", data_dir=data_dir)
+    if builder.is_prepared():
+        return None
+    reason = unreachable_reason(getattr(builder, "URL", ""), timeout)
+    return reason and f"no prepared copy in {builder.data_dir} and {reason}"
+
+
+def load_digits(split, source="auto", data_dir=None):
+    """Returns `(images, labels, source_used)` for a split of the digits."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"Unknown digit source {source!r}; expected one of {DIGIT_SOURCES}.")
+    if source == "embedded":
+        return (*embedded_digits(split), "embedded")
+    reason = tfds_unavailable_reason(data_dir)
+    if reason is None:
+        try:
+            return (*tfds_digits(split, data_dir), "tfds")
+        except Exception as error:  # A download that failed after all.
+            reason = f"{type(error).__name__}: {error}"
+    if source == "tfds":
+        raise RuntimeError(
+            f"TFDS mnist could not be loaded: {reason}. "
+            "Use --digits=embedded to train on the 5,000 shipped digits."
+        )
+    logging.warning(
+        "TFDS mnist is not available (%s); cluttered_mnist falls back to the "
+        "5,000 embedded MNIST digits (3,500 train / 500 validation / 1,000 test).",
+        reason,
+    )
+    return (*embedded_digits(split), "embedded")
+
+
+def make_canvases(digits, labels, num_images=None, canvas_size=100, num_distractors=8,
+                  distractor_size=8, seed=0):
+    """Builds cluttered canvases from digits of one split.
+
+    Args:
+        digits: uint8 array `[N, h, w]`, the split's digits.
+        labels: int array `[N]`.
+        num_images: int, canvases to make; defaults to `N` (each digit once).
+            Larger values cycle through fresh permutations of the digits.
+        canvas_size: int, side of the square canvas. Defaults to 100.
+        num_distractors: int, distractor crops per canvas. Defaults to 8.
+        distractor_size: int, side of each distractor crop. Defaults to 8.
+        seed: int, the generator's seed.
+
+    Returns:
+        `(images, labels, corners)`: uint8 `[num_images, S, S, 1]`, int64
+        labels, and each digit's top-left `(row, col)` on the canvas.
+    """
+    digits = np.asarray(digits)
+    count, height, width = digits.shape
+    if count < 2:
+        raise ValueError(f"Need at least 2 digits to draw distractors from; got {count}.")
+    if canvas_size < max(height, width):
+        raise ValueError(f"canvas_size={canvas_size} is smaller than the {height}x{width} digits.")
+    if not 0 < distractor_size <= min(height, width):
+        raise ValueError(
+            f"distractor_size={distractor_size} must be in [1, {min(height, width)}]."
+        )
+    if num_distractors < 0:
+        raise ValueError(f"num_distractors={num_distractors} must be >= 0.")
+    num_images = count if num_images is None else num_images
+    rng = np.random.default_rng(seed)
+    order = np.concatenate(
+        [rng.permutation(count) for _ in range(-(-num_images // count))]
+    )[:num_images]
+
+    # Distractors: a random digit other than the canvas's own, a random crop
+    # of it, a random place fully inside the canvas.
+    shift = rng.integers(1, count, (num_images, num_distractors))
+    sources = (order[:, None] + shift) % count
+    crop_y = rng.integers(0, height - distractor_size + 1, sources.shape)
+    crop_x = rng.integers(0, width - distractor_size + 1, sources.shape)
+    paste = rng.integers(0, canvas_size - distractor_size + 1, sources.shape + (2,))
+    corners = np.stack(
+        [rng.integers(0, canvas_size - height + 1, num_images),
+         rng.integers(0, canvas_size - width + 1, num_images)], axis=-1)
+
+    images = np.zeros((num_images, canvas_size, canvas_size, 1), np.uint8)
+    canvas = np.zeros((canvas_size, canvas_size), np.uint16)
+    d = distractor_size
+    for n in range(num_images):
+        canvas[:] = 0
+        for m in range(num_distractors):
+            src = digits[sources[n, m], crop_y[n, m]:crop_y[n, m] + d, crop_x[n, m]:crop_x[n, m] + d]
+            y, x = paste[n, m]
+            canvas[y:y + d, x:x + d] += src
+        y, x = corners[n]
+        canvas[y:y + height, x:x + width] += digits[order[n]]
+        images[n, ..., 0] = np.minimum(canvas, 255)
+    return images, np.asarray(labels)[order].astype(np.int64), corners

@@ -1,0 +1,27 @@
+"""What a loaded dataset is: shapes, classes, size and where it came from."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Describes one split of a registered dataset.
+
+    Args:
+        name: str, the registry name (`--dataset`).
+        split: str, `"train"`, `"validation"` or `"test"`.
+        image_shape: tuple `(height, width, channels)` of the images.
+        num_examples: int, examples in the split.
+        preset: str, the `DynamicCapacityNetwork` preset sized for it.
+        source: str, where the data came from (shown to the user).
+        class_names: tuple of str, the classes of a single-head task (empty
+            for multi-head tasks).
+    """
+
+    name: str
+    split: str
+    image_shape: tuple
+    num_examples: int
+    preset: str
+    source: str
+    class_names: tuple = ()

@@ -1,0 +1,89 @@
+"""Loads a registered dataset split as a `tf.data.Dataset` of (image, label)."""
+
+
+from dcn_keras.backend import tf
+from dcn_keras.datasets import cluttered_mnist
+from dcn_keras.datasets import svhn_multi_digit
+from dcn_keras.datasets.dataset_info import DatasetInfo
+
+# Validation is carved from the end of TFDS's train split.
+_TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "test"}
+
+
+def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto",
+                     examples_per_digit=1, canvas_size=100, num_distractors=8):
+    images, labels, source = cluttered_mnist.load_digits(split, digits, data_dir)
+    # A different seed per split: the same seed on two splits would place
+    # their digits identically.
+    split_seed = seed * 3 + cluttered_mnist.SPLITS.index(split)
+    canvases, labels, _ = cluttered_mnist.make_canvases(
+        images, labels, num_images=len(images) * examples_per_digit,
+        canvas_size=canvas_size, num_distractors=num_distractors, seed=split_seed)
+    dataset = tf.data.Dataset.from_tensor_slices((canvases, labels)).map(
+        lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    info = DatasetInfo(
+        name="cluttered_mnist", split=split, image_shape=(canvas_size, canvas_size, 1),
+        num_examples=len(canvases), preset="cluttered_mnist",
+        source=f"{source} MNIST digits ({len(images)} in {split})",
+        class_names=tuple(str(d) for d in range(10)))
+    return dataset, info
+
+
+def _svhn(split, data_dir=None, seed=0, training=False, crop="whole"):
+    if crop not in ("whole", "goodfellow"):
+        raise ValueError(f"Unknown SVHN crop {crop!r}; expected 'whole' or 'goodfellow'.")
+    builder = svhn_multi_digit.SvhnMultiDigit(data_dir=data_dir)
+    builder.download_and_prepare()
+    dataset = builder.as_dataset(split=_TFDS_SPLITS[split])
+    # As Goodfellow et al.: numbers longer than five digits are left out.
+    dataset = dataset.filter(lambda ex: tf.shape(ex["digits"])[0] <= svhn_multi_digit.MAX_DIGITS)
+    dataset = dataset.enumerate().map(
+        lambda i, ex: svhn_multi_digit.preprocess(ex, crop, training, tf.stack([tf.cast(seed, tf.int64), i])),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    info = DatasetInfo(
+        name="svhn", split=split, image_shape=svhn_multi_digit.image_shape(crop),
+        num_examples=builder.info.splits[_TFDS_SPLITS[split]].num_examples, preset="svhn",
+        source=f"SVHN format 1 ({crop} images) in {builder.data_dir}")
+    return dataset, info
+
+
+def _svhn_cropped(split, data_dir=None, seed=0, training=False):
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load("svhn_cropped", split=_TFDS_SPLITS[split], data_dir=data_dir)
+    dataset = dataset.map(
+        lambda ex: (tf.cast(ex["image"], tf.float32) / 255.0, ex["label"]),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    info = DatasetInfo(
+        name="svhn_cropped", split=split, image_shape=(32, 32, 3),
+        num_examples=int(dataset.cardinality()),
+        preset="svhn_cropped", source="TFDS svhn_cropped (32x32 single digits)",
+        class_names=tuple(str(d) for d in range(10)))
+    return dataset, info
+
+
+DATASETS = {
+    "cluttered_mnist": _cluttered_mnist,
+    "svhn": _svhn,
+    "svhn_cropped": _svhn_cropped,
+}
+
+
+def load_dataset(name, split, **options):
+    """Returns `(dataset, info)`: unbatched float32 images in [0, 1] and labels.
+
+    Args:
+        name: str, a key of `DATASETS`.
+        split: str, `"train"`, `"validation"` or `"test"`.
+        **options: the dataset's own options (`data_dir`, `seed`,
+            `training`, and e.g. `digits` for cluttered MNIST).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}.")
+    if split not in cluttered_mnist.SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {cluttered_mnist.SPLITS}.")
+    return DATASETS[name](split, **options)
+
+
+__all__ = ["DATASETS", "load_dataset"]

@@ -1,0 +1,1 @@
+from dcn_keras.serving.export import export_model

@@ -1,0 +1,105 @@
+"""The resolved settings of one training run."""
+
+import dataclasses
+from typing import Optional
+
+from dcn_keras import presets
+from dcn_keras.datasets import DATASETS
+from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
+from dcn_keras.layers.patch_gather import METHODS
+
+MODELS = ("dcn", "fine", "coarse")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"--{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
+
+
+def _check_number(name, value, minimum, optional=False, integer=False, strict=False):
+    if value is None and optional:
+        return
+    kind = int if integer else (int, float)
+    bad = not isinstance(value, kind) or isinstance(value, bool)
+    if not bad:
+        bad = value <= minimum if strict else value < minimum
+    if bad:
+        rule = f"> {minimum}" if strict else f">= {minimum}"
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"--{name}={value!r} is not valid; it must be {what} {rule}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; written as JSON to `model_dir`.
+
+    Args:
+        dataset: str, a registered dataset. Defaults to `"cluttered_mnist"`.
+        model: str, `"dcn"` (default), or the paper's baselines `"fine"`
+            (fine tower over the whole image) and `"coarse"`.
+        preset: str or None, the model preset; None takes the dataset's.
+        epochs: int, training epochs. Defaults to 10.
+        steps_per_epoch: int or None, steps per epoch (None: one pass).
+        batch_size: int, global batch size. Defaults to 32.
+        learning_rate: float, Adam's learning rate. Defaults to 1e-3.
+        num_patches: int or None, the DCN's k (None: the preset's).
+        hint_weight: float or None, the hint term's weight (None: preset's).
+        coarse_weight: float or None, the coarse loss weight (None: preset's).
+        gather: str, `"index"` or `"extract_patches"`.
+        model_dir: str, where config, logs, checkpoints and model go.
+        export_dir: str or None, where the SavedModel goes.
+        data_dir: str or None, TFDS data directory (and SVHN local copy).
+        seed: int, seeds weights, data generation and shuffling.
+        strategy: str, `"default"`, `"mirrored"` or `"multi_worker"`.
+        digits: str, cluttered MNIST digit source: `"auto"`, `"tfds"` or
+            `"embedded"`.
+        examples_per_digit: int, cluttered canvases made per training digit.
+        svhn_crop: str, SVHN preprocessing: `"whole"` image or Goodfellow's
+            `"goodfellow"` crop.
+        verbose: str or int, Keras progress output (`"auto"`, 0, 1, 2).
+    """
+
+    dataset: str = "cluttered_mnist"
+    model: str = "dcn"
+    preset: Optional[str] = None
+    epochs: int = 10
+    steps_per_epoch: Optional[int] = None
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    num_patches: Optional[int] = None
+    hint_weight: Optional[float] = None
+    coarse_weight: Optional[float] = None
+    gather: str = "index"
+    model_dir: str = "runs/dcn"
+    export_dir: Optional[str] = None
+    data_dir: Optional[str] = None
+    seed: int = 0
+    strategy: str = "default"
+    digits: str = "auto"
+    examples_per_digit: int = 1
+    svhn_crop: str = "whole"
+    verbose: object = "auto"
+
+    def __post_init__(self):
+        _check_choice("dataset", self.dataset, sorted(DATASETS))
+        _check_choice("model", self.model, MODELS)
+        if self.preset is not None:
+            _check_choice("preset", self.preset, sorted(presets.PRESETS))
+        _check_choice("gather", self.gather, METHODS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("digits", self.digits, DIGIT_SOURCES)
+        _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
+        _check_number("epochs", self.epochs, 1, integer=True)
+        _check_number("steps_per_epoch", self.steps_per_epoch, 1, optional=True, integer=True)
+        _check_number("batch_size", self.batch_size, 1, integer=True)
+        _check_number("learning_rate", self.learning_rate, 0, strict=True)
+        _check_number("num_patches", self.num_patches, 1, optional=True, integer=True)
+        _check_number("hint_weight", self.hint_weight, 0, optional=True)
+        _check_number("coarse_weight", self.coarse_weight, 0, optional=True)
+        _check_number("examples_per_digit", self.examples_per_digit, 1, integer=True)
+        if not self.model_dir:
+            raise ValueError("--model_dir must name a directory.")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)

@@ -1,0 +1,163 @@
+"""Trains, evaluates and exports a DCN (or a baseline) from a `TrainConfig`."""
+
+import json
+import os
+
+import numpy as np
+
+from dcn_keras.backend import keras
+from dcn_keras.backend import tf
+from dcn_keras.callbacks import PatchImageLogger
+from dcn_keras.datasets import load_dataset
+from dcn_keras.io_utils import save_keras_atomically
+from dcn_keras.io_utils import write_json_atomically
+from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.serving import export_model
+
+_NUM_LOGGED_IMAGES = 4
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy called `name`."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "--strategy=multi_worker needs the TF_CONFIG environment variable "
+                "describing the cluster and this worker's task."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _task():
+    """`(is_chief, worker_id)` from TF_CONFIG (a single process is chief)."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    kind, index = task.get("type", "chief"), int(task.get("index", 0))
+    is_chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    return is_chief, f"{kind}_{index}"
+
+
+def _dataset_options(config, training):
+    options = dict(data_dir=config.data_dir, seed=config.seed, training=training)
+    if config.dataset == "cluttered_mnist":
+        options.update(digits=config.digits,
+                       examples_per_digit=config.examples_per_digit if training else 1)
+    elif config.dataset == "svhn":
+        options.update(crop=config.svhn_crop)
+    return options
+
+
+def _batched(dataset, config, training):
+    if training:
+        dataset = dataset.shuffle(10_000, seed=config.seed, reshuffle_each_iteration=True)
+        if config.steps_per_epoch:
+            dataset = dataset.repeat()
+    # Equal per-replica batches: the loss scaling assumes them.
+    dataset = dataset.batch(config.batch_size, drop_remainder=training)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def build_model(config, image_shape, preset):
+    """The DCN for `config`, or its fine/coarse baseline, compiled."""
+    overrides = {
+        name: getattr(config, name)
+        for name in ("num_patches", "hint_weight", "coarse_weight")
+        if getattr(config, name) is not None
+    }
+    dcn = DynamicCapacityNetwork.from_preset(
+        config.preset or preset, image_shape=tuple(image_shape), gather=config.gather, **overrides)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    if config.model == "dcn":
+        dcn.compile(optimizer=optimizer)
+        return dcn
+    model = dcn.fine_only_model() if config.model == "fine" else dcn.coarse_only_model()
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def _errors(model, dataset, config):
+    result = model.evaluate(dataset, verbose=0, return_dict=True)
+    errors = {"test_error": 1.0 - float(result["accuracy"])}
+    if config.model == "dcn":
+        errors["coarse_test_error"] = 1.0 - float(result["coarse_accuracy"])
+    return errors
+
+
+def train(config, callbacks=(), print_fn=print):
+    """Runs `config`: fit with checkpoints and TensorBoard, test, save, export.
+
+    Resumes from `model_dir` when an earlier run with the same directory was
+    interrupted. Returns a dict of results (also written to
+    `model_dir/results.json`).
+    """
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    is_chief, worker = _task()
+    # Non-chief workers keep their (required) checkpoints apart from the chief's.
+    model_dir = config.model_dir if is_chief else os.path.join(config.model_dir, "workers", worker)
+    os.makedirs(model_dir, exist_ok=True)
+
+    train_data, info = load_dataset(config.dataset, "train", **_dataset_options(config, True))
+    val_data, _ = load_dataset(config.dataset, "validation", **_dataset_options(config, False))
+    test_data, test_info = load_dataset(config.dataset, "test", **_dataset_options(config, False))
+    print_fn(f"dcn_train: {config.dataset} from {info.source}; {info.num_examples} training images")
+
+    with strategy.scope():
+        model = build_model(config, info.image_shape, info.preset)
+    resolved = {"config": config.to_dict(), "preset": config.preset or info.preset,
+                "image_shape": list(info.image_shape), "replicas": strategy.num_replicas_in_sync}
+    if config.model == "dcn":
+        g = model.geometry
+        resolved.update(num_patches=model.num_patches, hint_weight=model.hint_weight,
+                        coarse_weight=model.coarse_weight, grid_shape=list(g.grid_shape),
+                        patch_size=list(g.patch_size), patch_offset=list(g.offset))
+    write_json_atomically(os.path.join(model_dir, "config.json"), resolved)
+
+    log_dir = os.path.join(model_dir, "logs")
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
+            save_weights_only=True),
+        keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
+    ]
+    if config.model == "dcn":
+        shown = np.stack([x for x, _ in val_data.take(_NUM_LOGGED_IMAGES).as_numpy_iterator()])
+        all_callbacks.append(PatchImageLogger(shown, os.path.join(log_dir, "images")))
+    os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+    history = model.fit(
+        _batched(train_data, config, training=True),
+        validation_data=_batched(val_data, config, training=False),
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        callbacks=all_callbacks + list(callbacks),
+        verbose=config.verbose,
+        shuffle=False,  # The dataset is shuffled above.
+    )
+
+    results = _errors(model, _batched(test_data, config, training=False), config)
+    results = {k: round(v, 5) for k, v in results.items()}
+    results.update(test_examples=test_info.num_examples, epochs_run=len(history.epoch),
+                   first_epoch=history.epoch[0] if history.epoch else None)
+    if is_chief:
+        save_keras_atomically(model, os.path.join(model_dir, "model.keras"))
+        if config.export_dir:
+            export_model(model, config.export_dir)
+            results["export_dir"] = os.path.abspath(config.export_dir)
+        write_json_atomically(os.path.join(model_dir, "results.json"), results)
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in results.items() if k.endswith("error"))
+    print_fn(f"dcn_train: test {summary} on {test_info.num_examples} images")
+    if is_chief:
+        print_fn(f"dcn_train: model {os.path.join(model_dir, 'model.keras')}; "
+                 f"TensorBoard: tensorboard --logdir {log_dir}")
+        if config.export_dir:
+            print_fn(f"dcn_train: SavedModel {os.path.abspath(config.export_dir)}")
+    return results
