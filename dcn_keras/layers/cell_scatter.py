@@ -31,6 +31,10 @@ class CellScatter(keras.layers.Layer):
     Reference: Almahairi et al., "Dynamic Capacity Networks", ICML 2016, Eq. 4.
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True  # Stateless: nothing to build.
+
     def call(self, grid, locations, vectors):
         locations = tf.cast(locations, tf.int32)
         batch_index = tf.broadcast_to(

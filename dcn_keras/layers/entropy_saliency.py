@@ -59,6 +59,7 @@ class EntropySaliency(keras.layers.Layer):
     def __init__(self, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
+        self.built = True  # Stateless: nothing to build.
 
     def call(self, grid, top, training=None):
         # Only the grid is watched: the top's weights need no gradient here,

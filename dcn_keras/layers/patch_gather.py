@@ -61,6 +61,7 @@ class PatchGather(keras.layers.Layer):
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
         self.method = method
+        self.built = True  # Stateless: nothing to build.
 
     def _pad(self, images):
         pads = [[0, 0]]

@@ -254,7 +254,12 @@ class DynamicCapacityNetwork(keras.Model):
         batch = tf.shape(images)[0]
         for name, tracker in self._trackers.items():
             tracker.update_state(terms[name], sample_weight=batch)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        results = {name: tracker.result() for name, tracker in self._trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces logs with reduce("MEAN", axis=0) there, which needs
+            # an axis; the synced trackers hold the same value on every replica.
+            results = {name: value[None] for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -274,6 +279,13 @@ class DynamicCapacityNetwork(keras.Model):
         images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         out = self.forward(images, training=False)
         return self._update_metrics(self.compute_losses(labels, out, sample_weight), images)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Everything is built in __init__, so Keras's eager reduce of a first
+        # distributed batch (which fails under MultiWorkerMirroredStrategy,
+        # keras-team/keras#20585) is not needed; only the optimizer is built.
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
 
     @property
     def metrics(self):

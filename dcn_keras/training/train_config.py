@@ -48,13 +48,15 @@ class TrainConfig:
         coarse_weight: float or None, the coarse loss weight (None: preset's).
         gather: str, `"index"` or `"extract_patches"`.
         model_dir: str, where config, logs, checkpoints and model go.
-        export_dir: str or None, where the SavedModel goes.
+        export_dir: str or None, where the SavedModel goes (None:
+            `<model_dir>/export/1`, TF Serving's versioned layout).
         data_dir: str or None, TFDS data directory (and SVHN local copy).
         seed: int, seeds weights, data generation and shuffling.
         strategy: str, `"default"`, `"mirrored"` or `"multi_worker"`.
         digits: str, cluttered MNIST digit source: `"auto"`, `"tfds"` or
             `"embedded"`.
-        examples_per_digit: int, cluttered canvases made per training digit.
+        examples_per_digit: int, cluttered canvases made per training digit
+            (fresh clutter and placement for each). Defaults to 4.
         svhn_crop: str, SVHN preprocessing: `"whole"` image or Goodfellow's
             `"goodfellow"` crop.
         verbose: str or int, Keras progress output (`"auto"`, 0, 1, 2).
@@ -77,7 +79,7 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "default"
     digits: str = "auto"
-    examples_per_digit: int = 1
+    examples_per_digit: int = 4
     svhn_crop: str = "whole"
     verbose: object = "auto"
 
@@ -98,6 +100,11 @@ class TrainConfig:
         _check_number("hint_weight", self.hint_weight, 0, optional=True)
         _check_number("coarse_weight", self.coarse_weight, 0, optional=True)
         _check_number("examples_per_digit", self.examples_per_digit, 1, integer=True)
+        if self.strategy == "multi_worker" and self.model != "dcn":
+            raise ValueError(
+                f"--strategy=multi_worker trains --model=dcn only (got --model={self.model}): "
+                "Keras 3 fit of a plain Keras model fails under MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585).")
         if not self.model_dir:
             raise ValueError("--model_dir must name a directory.")
 

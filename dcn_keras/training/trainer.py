@@ -149,15 +149,13 @@ def train(config, callbacks=(), print_fn=print):
                    first_epoch=history.epoch[0] if history.epoch else None)
     if is_chief:
         save_keras_atomically(model, os.path.join(model_dir, "model.keras"))
-        if config.export_dir:
-            export_model(model, config.export_dir)
-            results["export_dir"] = os.path.abspath(config.export_dir)
+        export_dir = config.export_dir or os.path.join(model_dir, "export", "1")
+        results["export_dir"] = export_model(model, export_dir)
         write_json_atomically(os.path.join(model_dir, "results.json"), results)
     summary = ", ".join(f"{k}={v:.4f}" for k, v in results.items() if k.endswith("error"))
     print_fn(f"dcn_train: test {summary} on {test_info.num_examples} images")
     if is_chief:
         print_fn(f"dcn_train: model {os.path.join(model_dir, 'model.keras')}; "
                  f"TensorBoard: tensorboard --logdir {log_dir}")
-        if config.export_dir:
-            print_fn(f"dcn_train: SavedModel {os.path.abspath(config.export_dir)}")
+        print_fn(f"dcn_train: SavedModel {results['export_dir']}")
     return results

@@ -1,0 +1,103 @@
+"""The bin/ programs as a user runs them: subprocesses, flags, exit codes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUICK = ["--digits=embedded", "--examples_per_digit=1", "--epochs=1", "--steps_per_epoch=2",
+         "--batch_size=8", "--verbose=0"]
+
+
+def _run(program, *args, env=None, timeout=300):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", program), *args],
+        capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_dcn_train_then_dcn_eval_end_to_end(tmp_path):
+    run = str(tmp_path / "run")
+    done = _run("dcn_train", *QUICK, f"--model_dir={run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dcn_train: test test_error=" in done.stdout
+    assert "embedded MNIST digits" in done.stdout
+    for name in ("config.json", "results.json", "model.keras", "export/1/saved_model.pb"):
+        assert os.path.exists(os.path.join(run, name)), name
+    results = json.load(open(os.path.join(run, "results.json")))
+
+    evaluated = _run("dcn_eval", f"--model_path={run}/model.keras", "--digits=embedded")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    lines = evaluated.stdout.strip().splitlines()
+    assert lines[0].startswith("cluttered_mnist test") and "on 1000 examples" in lines[0]
+    error = float(lines[0].split("error ")[1].split()[0])
+    assert abs(error - results["test_error"]) < 1e-3
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [f"class {d}" for d in range(10)]
+    served = _run("dcn_eval", f"--model_path={run}/export/1", "--digits=embedded")
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert served.stdout.splitlines()[0] == lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped."),
+        (["--batch_size=0"], "--batch_size=0 is not valid; it must be an integer >= 1."),
+        (["--num_patches=1000", *QUICK], "num_patches=1000 must be an int in [1, 529]"),
+        (["--dataset=svhn", "--data_dir=/nonexistent/svhn"], "missing"),
+    ],
+)
+def test_bad_flags_fail_at_once_with_one_clear_line(tmp_path, args, message, monkeypatch):
+    env = {}
+    if "--dataset=svhn" in args:
+        # A partial local copy: the error must list what is missing (and
+        # no download is attempted, since a local copy exists).
+        from tests.svhn_fixture import write_svhn_copy
+
+        write_svhn_copy(str(tmp_path / "data" / "downloads" / "manual"), splits=("train",))
+        args = ["--dataset=svhn", f"--data_dir={tmp_path / 'data'}"]
+        message = "is missing test/digitStruct.mat or test.tar.gz"
+    done = _run("dcn_train", *args, f"--model_dir={tmp_path / 'run'}", env=env)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("dcn_train: error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run = str(tmp_path / "run")
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "bin", "dcn_train"), *QUICK,
+             "--strategy=multi_worker", f"--model_dir={run}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    resolved = json.load(open(os.path.join(run, "config.json")))
+    assert resolved["replicas"] == 2
+    assert os.path.exists(os.path.join(run, "export", "1", "saved_model.pb"))
+    # The second worker kept its files apart from the chief's.
+    assert os.path.exists(os.path.join(run, "workers", "worker_1", "config.json"))
+    assert "dcn_train: test test_error=" in outputs[0][0]

@@ -1,0 +1,112 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from dcn_keras.backend import keras
+from dcn_keras.training import TrainConfig
+from dcn_keras.training import train
+
+
+def _config(tmp_path, **overrides):
+    values = dict(dataset="cluttered_mnist", digits="embedded", examples_per_digit=1,
+                  epochs=2, steps_per_epoch=3, batch_size=8, model_dir=str(tmp_path / "run"),
+                  verbose=0)
+    return TrainConfig(**{**values, **overrides})
+
+
+def _events(log_dir):
+    acc = event_accumulator.EventAccumulator(log_dir, size_guidance={"tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_train_writes_config_logs_checkpoints_model_and_saved_model(tmp_path):
+    config = _config(tmp_path, num_patches=4)
+    results = train(config, print_fn=lambda *_: None)
+    run = tmp_path / "run"
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["config"]["num_patches"] == 4 and resolved["grid_shape"] == [23, 23]
+    assert resolved["patch_size"] == [14, 14]
+    assert sorted(os.listdir(run / "checkpoints")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
+    assert 0.0 <= results["test_error"] <= 1.0 and "coarse_test_error" in results
+    assert results["test_examples"] == 1000
+
+    scalars = _events(str(run / "logs" / "train")).Tags()["tensors"]
+    for tag in ("epoch_loss", "epoch_refined_loss", "epoch_coarse_loss", "epoch_hint_loss",
+                "epoch_accuracy", "epoch_coarse_accuracy", "epoch_learning_rate"):
+        assert tag in scalars, scalars
+    images = _events(str(run / "logs" / "images"))
+    events = images.Tensors("patches_and_saliency")
+    assert [e.step for e in events] == [0, 1]
+    # Two rendered images side by side, 4 shown images (+ width and height).
+    assert len(events[0].tensor_proto.string_val) == 2 + 4
+
+    loaded = keras.models.load_model(str(run / "model.keras"))
+    assert loaded.num_patches == 4
+    served = tf.saved_model.load(results["export_dir"])
+    assert results["export_dir"] == str(run / "export" / "1")
+    images = np.zeros((2, 100, 100, 1), np.float32)
+    assert "serving_default" in served.signatures
+    out = served.serve(images)
+    np.testing.assert_allclose(out["probabilities"], loaded(images)["probabilities"], atol=1e-5)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated crash after epoch 2")
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    config = _config(tmp_path, epochs=4, steps_per_epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[_Interrupt()], print_fn=lambda *_: None)
+    assert os.path.exists(tmp_path / "run" / "backup")
+    results = train(config, print_fn=lambda *_: None)
+    assert results["first_epoch"] == 2 and results["epochs_run"] == 2
+    # The backup goes once the run has finished.
+    assert not os.path.exists(tmp_path / "run" / "backup")
+    assert len(os.listdir(tmp_path / "run" / "checkpoints")) == 4
+    # The optimizer state came back too: 4 epochs x 2 steps in all.
+    final = keras.models.load_model(str(tmp_path / "run" / "model.keras"))
+    assert int(final.optimizer.iterations.numpy()) == 8
+
+
+def test_mirrored_strategy_uses_both_logical_devices(tmp_path):
+    train(_config(tmp_path, strategy="mirrored", epochs=1), print_fn=lambda *_: None)
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert resolved["replicas"] == 2
+
+
+@pytest.mark.parametrize("model", ["fine", "coarse"])
+def test_baselines_train_and_report_their_error(tmp_path, model):
+    results = train(_config(tmp_path, model=model, epochs=1), print_fn=lambda *_: None)
+    assert 0.0 <= results["test_error"] <= 1.0 and "coarse_test_error" not in results
+    assert tf.saved_model.load(results["export_dir"]) is not None
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, svhn, svhn_cropped"),
+        (dict(batch_size=0), "--batch_size=0.*>= 1"),
+        (dict(batch_size=-4), "--batch_size=-4"),
+        (dict(learning_rate=0.0), "--learning_rate=0.0.*> 0"),
+        (dict(num_patches=0), "--num_patches=0"),
+        (dict(strategy="tpu"), "--strategy='tpu'.*default, mirrored, multi_worker"),
+        (dict(model="resnet"), "--model='resnet'.*dcn, fine, coarse"),
+        (dict(hint_weight=-0.5), "--hint_weight=-0.5"),
+    ],
+)
+def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, **overrides)
+
+
+def test_num_patches_above_the_grid_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"num_patches=600 .*\[1, 529\]"):
+        train(_config(tmp_path, num_patches=600), print_fn=lambda *_: None)
