@@ -89,10 +89,15 @@ class PatchGather(keras.layers.Layer):
         return self._extract_patches(padded, locations, shift)
 
     def _index_gather(self, padded, corner):
-        rows = corner[..., 0:1] + tf.range(self.patch_size[0])  # [B, k, ph]
-        cols = corner[..., 1:2] + tf.range(self.patch_size[1])  # [B, k, pw]
-        strips = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, k, ph, W, C]
-        return tf.gather(strips, cols, axis=3, batch_dims=2)  # [B, k, ph, pw, C]
+        # One gather from the flattened image: window pixel (u, v) of a patch
+        # with corner (y, x) is flat index (y + u) * width + x + v.
+        shape = tf.shape(padded)
+        width = shape[2]
+        flat = tf.reshape(padded, [shape[0], -1, padded.shape[-1]])
+        window = tf.range(self.patch_size[0])[:, None] * width + tf.range(self.patch_size[1])
+        start = corner[..., 0] * width + corner[..., 1]  # [B, k]
+        index = start[..., None, None] + window  # [B, k, ph, pw]
+        return tf.gather(flat, index, batch_dims=1)  # [B, k, ph, pw, C]
 
     def _extract_patches(self, padded, locations, shift):
         # Start the window lattice at cell (0, 0)'s corner so that window

@@ -1,0 +1,257 @@
+"""Side-by-side speed, arithmetic and memory of coarse, fine and DCN models."""
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from dcn_keras.backend import keras
+from dcn_keras.backend import tf
+from dcn_keras.models import DynamicCapacityNetwork
+
+
+def _layer_macs(layer, in_shape, out_shape):
+    name = type(layer).__name__
+    if name in ("Conv2D", "Conv1D", "Conv3D"):
+        kernel = np.prod(layer.kernel_size)
+        return int(np.prod(out_shape[1:]) * kernel * in_shape[-1] // layer.groups)
+    if name == "DepthwiseConv2D":
+        return int(np.prod(out_shape[1:]) * np.prod(layer.kernel_size))
+    if name == "Conv2DTranspose":
+        return int(np.prod(in_shape[1:]) * np.prod(layer.kernel_size) * layer.filters)
+    if name == "Dense":
+        return int(np.prod(in_shape[1:]) * layer.units)
+    return 0  # Pooling, activations, reshapes: no multiply-adds.
+
+
+def count_macs(model, input_shape):
+    """Multiply-adds for one example, from each layer's input and output shape.
+
+    Convolutions and dense layers count; pooling and activations do not.
+    `input_shape` excludes the batch. Nested models are counted through.
+    """
+    shapes = {}
+    total = 0
+    for tensor in model.inputs:
+        shapes[id(tensor)] = (1, *input_shape)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        inputs = tf.nest.flatten(layer.input)
+        in_shapes = [shapes[id(t)] for t in inputs]
+        in_shape = in_shapes[0] if len(in_shapes) == 1 else in_shapes
+        if isinstance(layer, keras.Model):
+            total += count_macs(layer, in_shape[1:])
+        out_shape = layer.compute_output_shape(in_shape)
+        outputs = tf.nest.flatten(layer.output)
+        if len(outputs) == 1:
+            out_shapes = [out_shape]
+        elif isinstance(out_shape, dict):  # tf.nest orders dicts by key.
+            out_shapes = [out_shape[key] for key in sorted(out_shape)]
+        else:
+            out_shapes = list(out_shape)
+        for tensor, shape in zip(outputs, out_shapes):
+            shapes[id(tensor)] = tuple(shape)
+        if not isinstance(layer, keras.Model):
+            total += _layer_macs(layer, in_shape, out_shape)
+    return total
+
+
+def model_macs(dcn):
+    """Multiply-adds per image of the coarse model, the fine model and the DCN.
+
+    The DCN runs the top network three times' worth: the coarse pass, the
+    saliency backward pass to the grid (input gradients cost what the forward
+    pass costs), and the refined pass; plus the fine tower on `k` patches.
+    """
+    g = dcn.geometry
+    grid = (*g.grid_shape, dcn.coarse.outputs[0].shape[-1])
+    coarse = count_macs(dcn.coarse, dcn.image_shape)
+    top = count_macs(dcn.top, grid)
+    patch = count_macs(dcn.fine, (*g.patch_size, dcn.image_shape[-1]))
+    (pt, pb), (pl, pr) = g.padding
+    h, w, c = dcn.image_shape
+    fine_whole = count_macs(dcn.fine, (h + pt + pb, w + pl + pr, c))
+    fine_grid = dcn.fine.compute_output_shape((1, h + pt + pb, w + pl + pr, c))[1:]
+    return {
+        "coarse": coarse + top,
+        "fine": fine_whole + count_macs(dcn.top, tuple(fine_grid)),
+        "dcn": coarse + 3 * top + dcn.num_patches * patch,
+        "parts": {"coarse_tower": coarse, "top": top, "fine_patch": patch, "fine_whole": fine_whole},
+    }
+
+
+def _fetch(value):
+    return [t.numpy() for t in tf.nest.flatten(value)]
+
+
+def median_seconds(fn, args, warmup, repeats):
+    """Median wall-clock seconds of `fn(*args)` (outputs fetched) after warm-up."""
+    for _ in range(warmup):
+        _fetch(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _fetch(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory_bytes(fn, args):
+    """Peak bytes the CPU allocator held while running `fn(*args)` once."""
+    try:
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        _fetch(fn(*args))
+        return int(tf.config.experimental.get_memory_info("CPU:0")["peak"])
+    except (ValueError, tf.errors.InvalidArgumentError):
+        return None  # Not reported by this TensorFlow build.
+
+
+def _train_step(model):
+    step = tf.function(model.train_step)
+    return lambda x, y: step((x, y))
+
+
+def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
+                  train_batch=64, warmup=5, repeats=30, xla=True, seed=0, log=print):
+    """Measures every model of `preset` in this process; returns a dict.
+
+    Inference is timed inside `tf.function` (and, with `xla`, also with
+    `jit_compile=True`); one training step at `train_batch` for the fine
+    model and each DCN. All models share one set of tower weights.
+    """
+    keras.utils.set_random_seed(seed)
+    base = DynamicCapacityNetwork.from_preset(preset)
+    dcns = {k: DynamicCapacityNetwork(
+        coarse=base.coarse, fine=base.fine, top=base.top, image_shape=base.image_shape,
+        num_patches=k) for k in ks}
+    fine_model, coarse_model = base.fine_only_model(), base.coarse_only_model()
+    models = {"coarse": coarse_model, "fine": fine_model}
+    models.update({f"dcn_k{k}": m for k, m in dcns.items()})
+    macs = {"coarse": model_macs(base)["coarse"], "fine": model_macs(base)["fine"]}
+    macs.update({f"dcn_k{k}": model_macs(m)["dcn"] for k, m in dcns.items()})
+
+    rng = np.random.default_rng(seed)
+    results = {"preset": preset, "macs_per_image": macs, "inference": {}, "train_step": {},
+               "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats}
+    for name, model in models.items():
+        if name.startswith("dcn"):
+            call = lambda x, m=model: m(x, training=False)["probabilities"]
+        else:
+            call = lambda x, m=model: m(x, training=False)
+        variants = {"graph": tf.function(call)}
+        if xla:
+            variants["xla"] = tf.function(call, jit_compile=True)
+        for batch in batch_sizes:
+            x = tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
+            for variant, fn in variants.items():
+                seconds = median_seconds(fn, (x,), warmup, repeats)
+                results["inference"][f"{name}/b{batch}/{variant}"] = {
+                    "latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
+                log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
+        x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
+        results["peak_memory_bytes"][name] = peak_memory_bytes(variants["graph"], (x,))
+
+    x = tf.constant(rng.random((train_batch, *base.image_shape), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, train_batch))
+    fine_train = base.fine_only_model()
+    fine_train.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainers = {"fine": fine_train}
+    for k, m in dcns.items():
+        m.compile(optimizer="adam")
+        trainers[f"dcn_k{k}"] = m
+    for name, model in trainers.items():
+        seconds = median_seconds(_train_step(model), (x, y), warmup, max(5, repeats // 3))
+        results["train_step"][f"{name}/b{train_batch}"] = {
+            "step_ms": seconds * 1e3, "images_per_s": train_batch / seconds}
+        log(f"dcn_bench: train {name:9s} batch {train_batch} {seconds * 1e3:8.2f} ms/step")
+    return results
+
+
+def summarize(results):
+    """Adds speed-up ratios against the fine model; returns `results`."""
+    inference, macs = results["inference"], results["macs_per_image"]
+    ratios = {}
+    for key, value in inference.items():
+        name, batch, variant = key.split("/")
+        if name.startswith("dcn"):
+            best_fine = min(inference[f"fine/{batch}/{v}"]["latency_ms"]
+                            for v in ("graph", "xla") if f"fine/{batch}/{v}" in inference)
+            ratios[key] = best_fine / value["latency_ms"]
+    train = results["train_step"]
+    for key, value in train.items():
+        if key.startswith("dcn"):
+            ratios[f"train/{key}"] = train[f"fine/{key.split('/')[1]}"]["step_ms"] / value["step_ms"]
+    results["speedup_vs_best_fine"] = ratios
+    results["macs_ratio_fine_over"] = {n: macs["fine"] / v for n, v in macs.items()}
+    return results
+
+
+def format_table(results):
+    """A plain-text table of `summarize`d results."""
+    inference, train = results["inference"], results["train_step"]
+    batches = sorted({int(k.split("/")[1][1:]) for k in inference})
+    variants = sorted({k.split("/")[2] for k in inference})
+    names = list(results["macs_per_image"])
+    header = ["model", "MMAC/img", "fine/model MAC"]
+    for b in batches:
+        header += [f"b{b} {v} ms" for v in variants] + [f"b{b} img/s"]
+    header += ["train b64 ms", "peak MB"]
+    rows = [header]
+    for name in names:
+        macs = results["macs_per_image"][name]
+        row = [name, f"{macs / 1e6:.2f}", f"{results['macs_ratio_fine_over'][name]:.2f}x"]
+        for b in batches:
+            cells = [inference.get(f"{name}/b{b}/{v}") for v in variants]
+            row += [f"{c['latency_ms']:.2f}" if c else "-" for c in cells]
+            row += [f"{max(c['images_per_s'] for c in cells if c):.0f}"]
+        step = next((v for k, v in train.items() if k.startswith(name + "/")), None)
+        row.append(f"{step['step_ms']:.1f}" if step else "-")
+        peak = results["peak_memory_bytes"].get(name)
+        row.append(f"{peak / 2**20:.0f}" if peak else "-")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("speed-up of each DCN over the fine model's best (graph or XLA) time:")
+    for key, ratio in sorted(results["speedup_vs_best_fine"].items()):
+        lines.append(f"  {key:22s} {ratio:5.2f}x")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    """Writes a PNG: images/s (batch 64) and multiply-adds against k."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ValueError(f"--plot needs matplotlib ({error}); pip install matplotlib") from None
+    inference, macs = results["inference"], results["macs_per_image"]
+    batch = max(int(k.split("/")[1][1:]) for k in inference)
+    ks = sorted(int(n[len("dcn_k"):]) for n in macs if n.startswith("dcn_k"))
+
+    def speed(name):
+        return max(v["images_per_s"] for k, v in inference.items() if k.startswith(f"{name}/b{batch}/"))
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(ks, [speed(f"dcn_k{k}") for k in ks], "o-", label="DCN")
+    for name, style in (("fine", "r--"), ("coarse", "g:")):
+        left.axhline(speed(name), color=style[0], linestyle=style[1:], label=f"{name} model")
+        right.axhline(macs[name] / 1e6, color=style[0], linestyle=style[1:], label=f"{name} model")
+    right.plot(ks, [macs[f"dcn_k{k}"] / 1e6 for k in ks], "o-", label="DCN")
+    left.set(xlabel="k (patches)", ylabel=f"images/s at batch {batch}", title="Inference speed")
+    right.set(xlabel="k (patches)", ylabel="million multiply-adds / image", title="Arithmetic")
+    for axis in (left, right):
+        axis.set_xticks(ks)
+        axis.legend()
+    fig.suptitle(f"{results['preset']}: DCN vs fine and coarse models")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dcn_keras import benchmark
+from tests.helpers import preset_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_multiply_adds_match_a_hand_count_for_the_paper_preset():
+    macs = benchmark.model_macs(preset_model())
+    coarse = 47 * 47 * 12 * 7 * 7 * 1 + 23 * 23 * 24 * 3 * 3 * 12
+    top = 10 * 10 * 96 * 4 * 4 * 24 + 96 * 10
+    patch = (12 * 12 * 24 * 9 * 1 + 12 * 12 * 24 * 9 * 24 + 2 * 6 * 6 * 24 * 9 * 24
+             + 1 * 1 * 24 * 9 * 24)
+    # Fine model: the fine tower on the 102x102 zero-padded image.
+    whole = (100 * 100 * 24 * 9 + 100 * 100 * 24 * 9 * 24 + 2 * 50 * 50 * 24 * 9 * 24
+             + 23 * 23 * 24 * 9 * 24)
+    assert macs["parts"] == {"coarse_tower": coarse, "top": top, "fine_patch": patch,
+                             "fine_whole": whole}
+    assert macs["dcn"] == coarse + 3 * top + 8 * patch == 22_980_396
+    assert macs["fine"] == whole + top == 86_349_696
+    assert round(macs["fine"] / macs["dcn"], 2) == 3.76
+
+
+def test_multi_head_top_counts_every_head():
+    from dcn_keras.models import DynamicCapacityNetwork
+
+    model = DynamicCapacityNetwork.from_preset("svhn")
+    top = benchmark.model_macs(model)["parts"]["top"]
+    assert top == 6 * 6 * 96 * 9 * 48 + 96 * 192 + 192 * 6 + 5 * 192 * 11
+
+
+def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
+    results = benchmark.summarize(benchmark.run_benchmark(
+        ks=(2,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1, xla=False,
+        log=lambda *_: None))
+    assert set(results["macs_per_image"]) == {"coarse", "fine", "dcn_k2"}
+    for name in ("coarse", "fine", "dcn_k2"):
+        for batch in (1, 2):
+            assert results["inference"][f"{name}/b{batch}/graph"]["latency_ms"] > 0
+    assert set(results["train_step"]) == {"fine/b2", "dcn_k2/b2"}
+    assert "train/dcn_k2/b2" in results["speedup_vs_best_fine"]
+    table = benchmark.format_table(results)
+    assert table.splitlines()[0].split()[0] == "model"
+    assert any(line.strip().startswith("dcn_k2") for line in table.splitlines())
+    path = benchmark.plot(results, str(tmp_path / "bench.png"))
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_dcn_bench_program_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "dcn_bench"), "--k=2", "--batch_sizes=1",
+         "--train_batch=2", "--warmup=1", "--repeats=1", "--noxla", f"--json={out}"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "speed-up of each DCN" in done.stdout
+    assert json.loads(out.read_text())["macs_per_image"]["dcn_k2"] > 0
+
+
+def test_dcn_bench_rejects_a_bad_preset():
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "dcn_bench"), "--preset=resnet"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--preset='resnet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped." in done.stderr
