@@ -1,5 +1,21 @@
-"""Exports a model as a SavedModel, atomically."""
+"""SavedModels for TensorFlow Serving: everything in the graph, no Python of ours.
 
+A DCN export has these signatures:
+- `serving_default`: `images`, float32 `[batch, H, W, C]` in [0, 1] ->
+  `probabilities`, `classes`, `coarse_probabilities`, `saliency`,
+  `locations` and `patch_boxes` (multi-head models: `probabilities_<head>`,
+  `classes_<head>`, `coarse_probabilities_<head>` for each head).
+- `serving_bytes`: `image_bytes`, a string vector of encoded PNG/JPEG images
+  (REST clients send them as `{"b64": ...}`), decoded, converted to [0, 1]
+  and resized to `H x W` in the graph; same outputs.
+- `serving_xla` (with `xla=True`): `serving_default` compiled with XLA,
+  for lower batch-1 latency on servers built with XLA.
+
+Inputs are checked in the graph: a wrong rank, size or channel count fails
+with a message naming the expected shape instead of producing garbage.
+"""
+
+from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.io_utils import replace_directory
 
@@ -9,8 +25,88 @@ def _image_shape(model):
     return tuple(shape) if shape is not None else tuple(model.inputs[0].shape[1:])
 
 
-def export_model(model, path):
-    """Writes `model` as a SavedModel to `path` (beside it first, then renamed)."""
-    spec = tf.TensorSpec((None, *_image_shape(model)), tf.float32, name="images")
-    return replace_directory(
-        lambda tmp: model.export(tmp, input_signature=[spec], verbose=False), path)
+def checked_images(images, image_shape):
+    """`images` as float32 `[batch, H, W, C]`, or an error naming the shape."""
+    height, width, channels = image_shape
+    expected = f"float32 images of shape [batch, {height}, {width}, {channels}] in [0, 1]"
+    images = tf.convert_to_tensor(images, tf.float32)
+    shape = tf.shape(images)
+    with tf.control_dependencies([
+        tf.debugging.assert_equal(tf.rank(images), 4, message=f"Expected {expected}; got a different rank."),
+    ]):
+        size = tf.shape(shape)[0]
+        # Compare the last three sizes only once the rank is known to be 4.
+        tail = tf.cond(tf.equal(size, 4), lambda: shape[1:4], lambda: tf.constant([-1, -1, -1]))
+        check = tf.debugging.assert_equal(
+            tail, tf.constant([height, width, channels]),
+            message=f"Expected {expected}; got [batch, height, width, channels] with these sizes:")
+    with tf.control_dependencies([check]):
+        images = tf.identity(images)
+    return tf.ensure_shape(images, (None, height, width, channels))
+
+
+def decode_images(image_bytes, image_shape):
+    """Decodes a string vector of PNG/JPEG bytes to `[batch, H, W, C]` in [0, 1]."""
+    height, width, channels = image_shape
+
+    def decode(encoded):
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+        image = tf.image.convert_image_dtype(image, tf.float32)
+        return tf.image.resize(image, (height, width))
+
+    return tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(
+        (height, width, channels), tf.float32))
+
+
+def _flat_outputs(model, images):
+    """The model's outputs as one flat dict of tensors."""
+    out = model(images, training=False)
+    if not isinstance(out, dict):  # A baseline: logits.
+        probabilities = tf.nn.softmax(tf.cast(out, tf.float32))
+        return {"probabilities": probabilities, "classes": tf.argmax(probabilities, -1)}
+    flat = {}
+    for key in ("probabilities", "coarse_probabilities"):
+        value = out[key]
+        if isinstance(value, dict):
+            for head, probabilities in value.items():
+                flat[f"{key}_{head}"] = probabilities
+                if key == "probabilities":
+                    flat[f"classes_{head}"] = tf.argmax(probabilities, -1)
+        else:
+            flat[key] = value
+            if key == "probabilities":
+                flat["classes"] = tf.argmax(value, -1)
+    for key in ("saliency", "locations", "patch_boxes"):
+        flat[key] = out[key]
+    return flat
+
+
+def export_model(model, path, xla=True):
+    """Writes `model` as a SavedModel at `path`, atomically; returns the path.
+
+    `path` is written beside itself first and renamed into place, so TF
+    Serving never sees a half-written version directory.
+    """
+    image_shape = _image_shape(model)
+
+    def serve(images):
+        return _flat_outputs(model, checked_images(images, image_shape))
+
+    def serve_bytes(image_bytes):
+        return _flat_outputs(model, decode_images(image_bytes, image_shape))
+
+    def build(tmp):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        # Unknown rank: the checks above run in the graph, where TF Serving
+        # (which does not check shapes against the signature) needs them.
+        images_spec = tf.TensorSpec(None, tf.float32, name="images")
+        archive.add_endpoint("serving_default", serve, input_signature=[images_spec])
+        archive.add_endpoint("serving_bytes", serve_bytes,
+                             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        if xla:
+            archive.add_endpoint("serving_xla", tf.function(serve, jit_compile=True),
+                                 input_signature=[images_spec])
+        archive.write_out(tmp, verbose=False)
+
+    return replace_directory(build, path)

@@ -1,0 +1,55 @@
+"""Exports a `.keras` file or a training run's latest checkpoint for serving."""
+
+import glob
+import json
+import os
+
+from dcn_keras.backend import keras
+from dcn_keras.serving.export import export_model
+
+
+def _next_version(base):
+    versions = [int(d) for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []
+    return max(versions, default=0) + 1
+
+
+def _load(source):
+    if source.endswith(".keras"):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"No .keras file at {source}.")
+        return keras.models.load_model(source)
+    config_path = os.path.join(source, "config.json")
+    checkpoints = sorted(glob.glob(os.path.join(source, "checkpoints", "epoch_*.weights.h5")))
+    if not os.path.isfile(config_path) or not checkpoints:
+        raise FileNotFoundError(
+            f"{source} is neither a .keras file nor a training directory with config.json "
+            "and checkpoints/epoch_*.weights.h5.")
+    from dcn_keras.training import TrainConfig
+    from dcn_keras.training import build_model
+
+    resolved = json.load(open(config_path))
+    model = build_model(TrainConfig(**resolved["config"]), resolved["image_shape"], resolved["preset"])
+    model.load_weights(checkpoints[-1])
+    return model
+
+
+def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True):
+    """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
+
+    Args:
+        source: a `.keras` file, or a `--model_dir` of `bin/dcn_train` (its
+            newest `checkpoints/epoch_*.weights.h5` is used).
+        export_base: str, the model base path TF Serving watches.
+        name: str, the model name.
+        version: int or None; None takes one more than the newest version.
+        xla: bool, add the XLA-compiled `serving_xla` signature.
+
+    Returns:
+        The version directory written.
+    """
+    if version is not None and (not isinstance(version, int) or version < 1):
+        raise ValueError(f"version={version!r} must be an integer >= 1.")
+    model = _load(source)
+    base = os.path.join(export_base, name)
+    version = version or _next_version(base)
+    return export_model(model, os.path.join(base, str(version)), xla=xla)

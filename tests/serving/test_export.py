@@ -1,0 +1,160 @@
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorflow.core.protobuf import saved_model_pb2
+
+from dcn_keras.serving import export_from
+from dcn_keras.serving import export_model
+from dcn_keras.serving import client
+from tests.helpers import preset_model
+from tests.helpers import random_images
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    Image.fromarray((image[..., 0] * 255).round().astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = preset_model()
+    path = export_model(model, str(tmp_path_factory.mktemp("serving") / "dcn" / "1"))
+    # Images on the 1/255 grid, so that PNG bytes decode to the same values.
+    images = (np.round(random_images(3, seed=9) * 255) / 255).astype(np.float32)
+    return model, path, images
+
+
+def test_signatures_and_outputs_match_the_keras_model(exported):
+    model, path, images = exported
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "serving_xla"}
+    expected = model(images)
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    assert set(out) == {"probabilities", "classes", "coarse_probabilities", "saliency",
+                        "locations", "patch_boxes"}
+    for key in expected:
+        np.testing.assert_allclose(out[key].numpy(), np.asarray(expected[key]), atol=1e-5)
+    np.testing.assert_array_equal(out["classes"], np.argmax(expected["probabilities"], -1))
+    xla = loaded.signatures["serving_xla"](images=tf.constant(images[:1]))
+    np.testing.assert_allclose(xla["probabilities"], expected["probabilities"][:1], atol=1e-4)
+
+
+def test_bytes_signature_decodes_pngs_in_the_graph(exported):
+    model, path, images = exported
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["serving_bytes"](image_bytes=tf.constant([_png(x) for x in images]))
+    np.testing.assert_allclose(out["probabilities"], model(images)["probabilities"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape,got",
+    [((2, 64, 64, 1), "[64 64 1]"), ((2, 100, 100, 3), "[100 100 3]"), ((100, 100, 1), "[-1 -1 -1]")],
+)
+def test_wrong_inputs_get_an_error_naming_the_expected_shape(exported, shape, got):
+    _, path, _ = exported
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        signature(images=tf.zeros(shape))
+    assert "Expected float32 images of shape [batch, 100, 100, 1]" in error.value.message
+    assert got in error.value.message
+
+
+def test_runs_in_a_fresh_process_without_keras_or_dcn_keras(exported, tmp_path):
+    model, path, images = exported
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, images=images, image_bytes=np.array([_png(x) for x in images], dtype=object).astype(bytes))
+    outputs = tmp_path / "outputs.npz"
+    done = subprocess.run(
+        [sys.executable, os.path.join(HERE, "no_keras_runner.py"), path, str(inputs), str(outputs)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = np.load(outputs)
+    expected = model(images)
+    for key in expected:
+        np.testing.assert_allclose(got[f"default/{key}"], np.asarray(expected[key]), atol=1e-5)
+        np.testing.assert_allclose(got[f"bytes/{key}"], np.asarray(expected[key]), atol=1e-5)
+
+
+def test_graph_uses_only_core_tensorflow_ops(exported):
+    _, path, _ = exported
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    ops = set()
+    for graph in saved.meta_graphs:
+        ops |= {node.op for node in graph.graph_def.node}
+        for function in graph.graph_def.library.function:
+            ops |= {node.op for node in function.node_def}
+    assert {"Conv2D", "TopKV2", "DecodeImage"} <= ops
+    assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+    assert [op for op in ops if not hasattr(tf.raw_ops, op)] == []
+    assert os.listdir(os.path.join(path, "assets")) == []
+
+
+def test_export_is_atomic_and_keeps_the_old_version_on_failure(tmp_path):
+    model = preset_model()
+    path = export_model(model, str(tmp_path / "m" / "1"))
+    before = open(os.path.join(path, "saved_model.pb"), "rb").read()
+
+    class Broken:
+        image_shape = (100, 100, 1)
+
+        def __call__(self, *args, **kwargs):
+            raise RuntimeError("crash while tracing")
+
+    with pytest.raises(Exception):
+        export_model(Broken(), path)
+    assert open(os.path.join(path, "saved_model.pb"), "rb").read() == before
+    assert sorted(os.listdir(tmp_path / "m")) == ["1"]  # no half-written leftovers
+
+
+def test_export_from_keras_file_and_training_directory(tmp_path):
+    from dcn_keras.training import TrainConfig
+    from dcn_keras.training import train
+
+    run = tmp_path / "run"
+    train(TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=1,
+                      batch_size=4, model_dir=str(run), verbose=0), print_fn=lambda *_: None)
+    base = str(tmp_path / "saved_models")
+    first = export_from(str(run / "model.keras"), base, "dcn", xla=False)
+    second = export_from(str(run), base, "dcn", xla=False)
+    assert first.endswith(os.path.join("dcn", "1")) and second.endswith(os.path.join("dcn", "2"))
+    images = random_images(2)
+    a = tf.saved_model.load(first).signatures["serving_default"](images=tf.constant(images))
+    b = tf.saved_model.load(second).signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="neither a .keras file nor a training directory"):
+        export_from(str(tmp_path), base, "dcn")
+
+
+def test_rest_and_grpc_requests_are_answered_like_the_server(exported):
+    model, path, images = exported
+    expected = np.asarray(model(images)["probabilities"])
+    body = client.rest_predict_body(images=images)
+    rows = client.run_rest_request_locally(path, body)["predictions"]
+    np.testing.assert_allclose([r["probabilities"] for r in rows], expected, atol=1e-5)
+    body = client.rest_predict_body(image_bytes=[_png(x) for x in images])
+    assert '"b64"' in body and '"signature_name": "serving_bytes"' in body
+    rows = client.run_rest_request_locally(path, body)["predictions"]
+    np.testing.assert_allclose([r["probabilities"] for r in rows], expected, atol=1e-5)
+
+    request = client.grpc_predict_request("dcn", images=images)
+    assert request.model_spec.signature_name == "serving_default"
+    assert [d.size for d in request.inputs["images"].tensor_shape.dim] == [3, 100, 100, 1]
+    response = client.run_grpc_request_locally(path, request)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-5)
+    request = client.grpc_predict_request("dcn", image_bytes=[_png(x) for x in images])
+    assert request.inputs["image_bytes"].dtype == tf.string.as_datatype_enum
+    response = client.run_grpc_request_locally(path, request)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="exactly one"):
+        client.rest_predict_body()
