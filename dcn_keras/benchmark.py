@@ -114,18 +114,20 @@ def _train_step(model):
 
 
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
-                  train_batch=64, warmup=5, repeats=30, xla=True, seed=0, log=print):
+                  train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
+                  log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
     `jit_compile=True`); one training step at `train_batch` for the fine
-    model and each DCN. All models share one set of tower weights.
+    model and each DCN. All models share one set of tower weights; the DCNs
+    cut their patches with `gather`.
     """
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
     dcns = {k: DynamicCapacityNetwork(
         coarse=base.coarse, fine=base.fine, top=base.top, image_shape=base.image_shape,
-        num_patches=k) for k in ks}
+        num_patches=k, gather=gather) for k in ks}
     fine_model, coarse_model = base.fine_only_model(), base.coarse_only_model()
     models = {"coarse": coarse_model, "fine": fine_model}
     models.update({f"dcn_k{k}": m for k, m in dcns.items()})
@@ -133,7 +135,7 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     macs.update({f"dcn_k{k}": model_macs(m)["dcn"] for k, m in dcns.items()})
 
     rng = np.random.default_rng(seed)
-    results = {"preset": preset, "macs_per_image": macs, "inference": {}, "train_step": {},
+    results = {"preset": preset, "gather": gather, "macs_per_image": macs, "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats}
     for name, model in models.items():
         if name.startswith("dcn"):

@@ -65,10 +65,14 @@ def test_dcn_bench_program_writes_json(tmp_path):
     assert json.loads(out.read_text())["macs_per_image"]["dcn_k2"] > 0
 
 
-def test_dcn_bench_rejects_a_bad_preset():
+@pytest.mark.parametrize("flag,message", [
+    ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped."),
+    ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
+])
+def test_dcn_bench_rejects_bad_flags(flag, message):
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bin", "dcn_bench"), "--preset=resnet"],
+        [sys.executable, os.path.join(ROOT, "bin", "dcn_bench"), flag],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "--preset='resnet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped." in done.stderr
+    assert message in done.stderr

@@ -16,6 +16,7 @@ Digit sources:
   a warning saying so.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -53,12 +54,17 @@ def tfds_digits(split, data_dir=None):
     return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
 
 
+_WARNED = set()
+
+
+@functools.lru_cache(maxsize=None)
 def tfds_unavailable_reason(data_dir=None, timeout=5.0):
     """Why TFDS mnist cannot be had right now, or None if it can.
 
     A prepared copy needs no network. Otherwise one quick connection to the
     download host decides, because TFDS itself retries a failing download
-    with back-off for minutes before giving up.
+    with back-off for minutes before giving up. Asked once per process and
+    data directory (a run loads three splits).
     """
     import tensorflow_datasets as tfds
 
@@ -88,11 +94,13 @@ def load_digits(split, source="auto", data_dir=None):
             f"TFDS mnist could not be loaded: {reason}. "
             "Use --digits=embedded to train on the 5,000 shipped digits."
         )
-    logging.warning(
-        "TFDS mnist is not available (%s); cluttered_mnist falls back to the "
-        "5,000 embedded MNIST digits (3,500 train / 500 validation / 1,000 test).",
-        reason,
-    )
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        logging.warning(
+            "TFDS mnist is not available (%s); cluttered_mnist falls back to the "
+            "5,000 embedded MNIST digits (3,500 train / 500 validation / 1,000 test).",
+            reason,
+        )
     return (*embedded_digits(split), "embedded")
 
 

@@ -51,7 +51,7 @@ def test_train_writes_config_logs_checkpoints_model_and_saved_model(tmp_path):
     assert results["export_dir"] == str(run / "export" / "1")
     images = np.zeros((2, 100, 100, 1), np.float32)
     assert "serving_default" in served.signatures
-    out = served.serve(images)
+    out = served.signatures["serving_default"](images=tf.constant(images))
     np.testing.assert_allclose(out["probabilities"], loaded(images)["probabilities"], atol=1e-5)
 
 
@@ -110,3 +110,25 @@ def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, messag
 def test_num_patches_above_the_grid_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"num_patches=600 .*\[1, 529\]"):
         train(_config(tmp_path, num_patches=600), print_fn=lambda *_: None)
+
+
+def test_multi_digit_svhn_trains_evaluates_and_exports_per_head(tmp_path):
+    from dcn_keras.evaluation import evaluate_saved_model
+    from tests.svhn_fixture import write_svhn_copy
+
+    data_dir = tmp_path / "data"
+    write_svhn_copy(str(data_dir / "downloads" / "manual"))
+    config = TrainConfig(dataset="svhn", data_dir=str(data_dir), epochs=1, steps_per_epoch=2,
+                         batch_size=2, model_dir=str(tmp_path / "run"), verbose=0)
+    results = train(config, print_fn=lambda *_: None)
+    assert 0.0 <= results["test_error"] <= 1.0 and results["test_examples"] == 2
+    served = tf.saved_model.load(results["export_dir"]).signatures["serving_default"]
+    out = served(images=tf.zeros((1, 64, 64, 3)))
+    heads = ["length"] + [f"digit_{i}" for i in range(1, 6)]
+    assert {f"probabilities_{h}" for h in heads} <= set(out)
+    assert {f"classes_{h}" for h in heads} <= set(out)
+    assert out["probabilities_length"].shape == (1, 6) and out["probabilities_digit_1"].shape == (1, 11)
+    evaluated = evaluate_saved_model(results["export_dir"], "svhn", "test", data_dir=str(data_dir))
+    assert evaluated["examples"] == 2
+    assert abs(evaluated["error"] - results["test_error"]) < 1e-6
+    assert set(evaluated["per_class_error"]) == {1, 2}  # keyed by number length

@@ -1,0 +1,25 @@
+import os
+import re
+
+import tensorflow as tf
+
+from dcn_keras.evaluation import evaluate_saved_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIPPED = os.path.join(ROOT, "saved_models", "cluttered_mnist_dcn", "1")
+
+
+def test_shipped_model_has_the_test_error_the_readme_states():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    stated = re.search(r"reserved test digits is \*\*([0-9.]+)%\*\*", readme)
+    assert stated, "README must state the shipped model's test error"
+    result = evaluate_saved_model(SHIPPED, "cluttered_mnist", "test", digits="embedded")
+    assert result["examples"] == 1000
+    assert abs(100 * result["error"] - float(stated.group(1))) < 0.05
+
+
+def test_shipped_model_is_small_and_in_serving_layout():
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(SHIPPED) for f in files)
+    assert size < 5 * 2**20
+    signatures = tf.saved_model.load(SHIPPED).signatures
+    assert {"serving_default", "serving_bytes", "serving_xla"} <= set(signatures)
