@@ -5,6 +5,7 @@ import math
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.layers.patch_gather import int_pair
 
 # Layers that change nothing spatially; anything else without kernel/pool
 # attributes is rejected so that an unknown resampling layer cannot silently
@@ -22,18 +23,6 @@ _POINTWISE = (
     "Normalization",
     "Identity",
 )
-
-
-def _pair(value, name):
-    if isinstance(value, int):
-        return (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) for v in value)
-    ):
-        return tuple(value)
-    raise ValueError(f"`{name}` must be an int or a pair of ints; got {value!r}.")
 
 
 def _flat_layers(model):
@@ -205,7 +194,7 @@ class PatchGeometry:
                     "the fine tower output exactly one vector. Pass `patch_size`."
                 )
         else:
-            patch = _pair(patch_size, "patch_size")
+            patch = int_pair(patch_size, "patch_size", 1)
         out = _fine_output_hw(fine, patch, channels)
         if out != (1, 1):
             raise ValueError(
@@ -217,7 +206,7 @@ class PatchGeometry:
                 starts[a] - (patch[a] - field[a] + 1) // 2 for a in (0, 1)
             )
         else:
-            offset = _pair(patch_offset, "patch_offset")
+            offset = int_pair(patch_offset, "patch_offset")
         if height < patch[0] or width < patch[1]:
             raise ValueError(
                 f"Images of {height}x{width} are smaller than the {patch[0]}x"

@@ -6,13 +6,19 @@ from dcn_keras.backend import tf
 METHODS = ("index", "extract_patches")
 
 
-def _pair(value, name, minimum):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
-        raise ValueError(
-            f"`{name}` must be an int or a pair of ints >= {minimum}; got {value!r}."
-        )
-    return pair
+def int_pair(value, name, minimum=None):
+    """`value` (an int or a pair of ints) as a pair, or a ValueError naming it."""
+    pair = (value, value) if isinstance(value, int) else value
+    valid = (
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+        and (minimum is None or min(pair) >= minimum)
+    )
+    if not valid:
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"`{name}` must be an int or a pair of ints{bound}; got {value!r}.")
+    return tuple(pair)
 
 
 @keras.saving.register_keras_serializable(package="dcn_keras")
@@ -54,10 +60,10 @@ class PatchGather(keras.layers.Layer):
 
     def __init__(self, patch_size, strides, offset, grid_shape, method="index", **kwargs):
         super().__init__(**kwargs)
-        self.patch_size = _pair(patch_size, "patch_size", 1)
-        self.strides = _pair(strides, "strides", 1)
-        self.offset = _pair(offset, "offset", -(10**9))
-        self.grid_shape = _pair(grid_shape, "grid_shape", 1)
+        self.patch_size = int_pair(patch_size, "patch_size", 1)
+        self.strides = int_pair(strides, "strides", 1)
+        self.offset = int_pair(offset, "offset")
+        self.grid_shape = int_pair(grid_shape, "grid_shape", 1)
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
         self.method = method

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 
@@ -33,8 +34,8 @@ def make_strategy(name):
 
 def _task():
     """`(is_chief, worker_id)` from TF_CONFIG (a single process is chief)."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
     kind, index = task.get("type", "chief"), int(task.get("index", 0))
     is_chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
     return is_chief, f"{kind}_{index}"
@@ -133,6 +134,7 @@ def train(config, callbacks=(), print_fn=print):
         shown = np.stack([x for x, _ in val_data.take(_NUM_LOGGED_IMAGES).as_numpy_iterator()])
         all_callbacks.append(PatchImageLogger(shown, os.path.join(log_dir, "images")))
     os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+    start = time.perf_counter()
     history = model.fit(
         _batched(train_data, config, training=True),
         validation_data=_batched(val_data, config, training=False),
@@ -142,10 +144,12 @@ def train(config, callbacks=(), print_fn=print):
         verbose=config.verbose,
         shuffle=False,  # The dataset is shuffled above.
     )
+    fit_seconds = time.perf_counter() - start
 
     results = _errors(model, _batched(test_data, config, training=False), config)
     results = {k: round(v, 5) for k, v in results.items()}
     results.update(test_examples=test_info.num_examples, epochs_run=len(history.epoch),
+                   fit_seconds=round(fit_seconds, 1),
                    first_epoch=history.epoch[0] if history.epoch else None)
     if is_chief:
         save_keras_atomically(model, os.path.join(model_dir, "model.keras"))

@@ -1,0 +1,100 @@
+"""The paper's comparison: coarse, fine, DCN without hints, DCN, and a k sweep."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from dcn_keras import benchmark
+from dcn_keras.backend import keras
+from dcn_keras.backend import tf
+from dcn_keras.callbacks import render_patches_and_saliency
+from dcn_keras.datasets import load_dataset
+from dcn_keras.io_utils import write_json_atomically
+from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.training import train
+
+# name -> TrainConfig overrides; every run shares the rest of the config.
+RUNS = {
+    "coarse": dict(model="coarse"),
+    "fine": dict(model="fine"),
+    "dcn_no_hint": dict(model="dcn", hint_weight=0.0),
+    "dcn": dict(model="dcn"),
+    "dcn_k4": dict(model="dcn", num_patches=4),
+    "dcn_k16": dict(model="dcn", num_patches=16),
+}
+
+
+def _macs(config, image_shape, preset):
+    dcn = DynamicCapacityNetwork.from_preset(
+        config.preset or preset, image_shape=tuple(image_shape),
+        **({"num_patches": config.num_patches} if config.num_patches else {}))
+    macs = benchmark.model_macs(dcn)
+    return macs["dcn"] if config.model == "dcn" else macs[config.model]
+
+
+def _images_per_second(model, image_shape, batch=64, repeats=20):
+    x = tf.constant(np.random.default_rng(0).random((batch, *image_shape), dtype=np.float32))
+    if isinstance(model, DynamicCapacityNetwork):
+        fn = tf.function(lambda x: model(x, training=False)["probabilities"])
+    else:
+        fn = tf.function(lambda x: model(x, training=False))
+    return batch / benchmark.median_seconds(fn, (x,), 3, repeats)
+
+
+def save_saliency_picture(model, images, path):
+    """A PNG: each test image with its k patches boxed, beside its saliency."""
+    from PIL import Image
+
+    out = model(images, training=False)
+    rows = render_patches_and_saliency(images, out["saliency"], out["patch_boxes"]).numpy()
+    picture = np.concatenate(list(rows), axis=0)
+    picture = np.kron(picture, np.ones((2, 2, 1)))  # 2x larger, nearest neighbour.
+    tmp = path + ".tmp.png"
+    Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8)).save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, log=print):
+    """Trains each run of `RUNS` with `base` (a TrainConfig); returns the table rows."""
+    unknown = [r for r in runs if r not in RUNS]
+    if unknown:
+        raise ValueError(f"Unknown runs {unknown}; choose from: {', '.join(RUNS)}.")
+    rows = {}
+    for name in runs:
+        config = dataclasses.replace(base, model_dir=os.path.join(out_dir, name), **RUNS[name])
+        log(f"dcn_compare: training {name} ({RUNS[name]})")
+        results = train(config, print_fn=log)
+        settings = json.load(open(os.path.join(config.model_dir, "config.json")))
+        model = keras.models.load_model(os.path.join(config.model_dir, "model.keras"))
+        rows[name] = dict(
+            results,
+            macs_per_image=_macs(config, settings["image_shape"], settings["preset"]),
+            images_per_s_b64=_images_per_second(model, settings["image_shape"]),
+            num_patches=settings.get("num_patches"),
+            hint_weight=settings.get("hint_weight"),
+        )
+        if picture and name == "dcn":
+            test, _ = load_dataset(config.dataset, "test", data_dir=config.data_dir, seed=config.seed,
+                                   **({"digits": config.digits} if config.dataset == "cluttered_mnist" else {}))
+            images = np.stack([x for x, _ in test.take(6).as_numpy_iterator()])
+            save_saliency_picture(model, images, picture)
+        write_json_atomically(os.path.join(out_dir, "comparison.json"),
+                              {"config": base.to_dict(), "rows": rows})
+    return rows
+
+
+def format_markdown(rows):
+    """The comparison as a Markdown table."""
+    lines = ["| model | k | hint weight | test error % | coarse-head error % | MMAC/image | "
+             "images/s (b64) | training time (s) |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        coarse = f"{100 * r['coarse_test_error']:.2f}" if "coarse_test_error" in r else "-"
+        lines.append(
+            f"| {name} | {r['num_patches'] or '-'} | "
+            f"{'-' if r['hint_weight'] is None else r['hint_weight']} | {100 * r['test_error']:.2f} | "
+            f"{coarse} | {r['macs_per_image'] / 1e6:.2f} | {r['images_per_s_b64']:.0f} | "
+            f"{r['fit_seconds']:.0f} |")
+    return "\n".join(lines)
