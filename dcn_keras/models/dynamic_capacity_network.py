@@ -5,42 +5,14 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.layers.cell_scatter import CellScatter
 from dcn_keras.layers.entropy_saliency import EntropySaliency
-from dcn_keras.layers.entropy_saliency import _heads
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
+from dcn_keras.models.objective import per_example_ce_and_correct
+from dcn_keras.models.objective import probabilities
+from dcn_keras.models.objective import weighted_mean
 from dcn_keras.patch_geometry import PatchGeometry
 
 _METRICS = ("loss", "refined_loss", "coarse_loss", "hint_loss", "accuracy", "coarse_accuracy")
-
-
-def _probabilities(logits):
-    if isinstance(logits, dict):
-        return {name: _probabilities(head) for name, head in logits.items()}
-    return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-
-
-def _per_example_ce_and_correct(labels, logits):
-    """Cross-entropy summed over heads, and whether every head is right."""
-    heads = _heads(logits)
-    if isinstance(logits, dict):
-        labels = [labels[name] for name in sorted(logits)]
-    elif len(heads) == 1:
-        labels = [labels]
-    ce, correct = 0.0, True
-    for y, head in zip(labels, heads):
-        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-        head = tf.cast(head, tf.float32)
-        ce += tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=head)
-        correct = tf.logical_and(correct, tf.equal(tf.argmax(head, -1, tf.int32), y))
-    return ce, tf.cast(correct, tf.float32)
-
-
-def _weighted_mean(values, sample_weight):
-    # Keras's "sum_over_batch_size": mean over the (local) batch of w * value.
-    if sample_weight is None:
-        return tf.reduce_mean(values)
-    weight = tf.cast(tf.reshape(sample_weight, [-1]), values.dtype)
-    return tf.reduce_mean(values * weight)
 
 
 @keras.saving.register_keras_serializable(package="dcn_keras")
@@ -221,8 +193,8 @@ class DynamicCapacityNetwork(keras.Model):
     def call(self, images, training=False):
         out = self.forward(images, training=training)
         return {
-            "probabilities": _probabilities(out["logits"]),
-            "coarse_probabilities": _probabilities(out["coarse_logits"]),
+            "probabilities": probabilities(out["logits"]),
+            "coarse_probabilities": probabilities(out["coarse_logits"]),
             "saliency": out["saliency"],
             "locations": out["locations"],
             "patch_boxes": self.geometry.boxes(out["locations"]),
@@ -230,18 +202,18 @@ class DynamicCapacityNetwork(keras.Model):
 
     def compute_losses(self, labels, out, sample_weight=None):
         """Each loss term, as a per-replica mean over the batch."""
-        refined_ce, correct = _per_example_ce_and_correct(labels, out["logits"])
-        coarse_ce, coarse_correct = _per_example_ce_and_correct(labels, out["coarse_logits"])
+        refined_ce, correct = per_example_ce_and_correct(labels, out["logits"])
+        coarse_ce, coarse_correct = per_example_ce_and_correct(labels, out["coarse_logits"])
         diff = tf.cast(out["coarse_vectors"], tf.float32) - tf.stop_gradient(
             tf.cast(out["fine_vectors"], tf.float32)
         )
         hint = tf.reduce_mean(tf.square(diff), axis=[1, 2])
         terms = {
-            "refined_loss": _weighted_mean(refined_ce, sample_weight),
-            "coarse_loss": _weighted_mean(coarse_ce, sample_weight),
-            "hint_loss": _weighted_mean(hint, sample_weight),
-            "accuracy": _weighted_mean(correct, sample_weight),
-            "coarse_accuracy": _weighted_mean(coarse_correct, sample_weight),
+            "refined_loss": weighted_mean(refined_ce, sample_weight),
+            "coarse_loss": weighted_mean(coarse_ce, sample_weight),
+            "hint_loss": weighted_mean(hint, sample_weight),
+            "accuracy": weighted_mean(correct, sample_weight),
+            "coarse_accuracy": weighted_mean(coarse_correct, sample_weight),
         }
         terms["loss"] = (
             terms["refined_loss"]
