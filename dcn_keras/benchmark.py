@@ -1,6 +1,5 @@
 """Side-by-side speed, arithmetic and memory of coarse, fine and DCN models."""
 
-import os
 import statistics
 import time
 
@@ -8,6 +7,7 @@ import numpy as np
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.io_utils import atomic_path
 from dcn_keras.models import DynamicCapacityNetwork
 
 
@@ -108,6 +108,13 @@ def peak_memory_bytes(fn, args):
         return None  # Not reported by this TensorFlow build.
 
 
+def inference_fn(model, jit_compile=False):
+    """`tf.function` images -> refined probabilities (a DCN) or logits (a baseline)."""
+    if isinstance(model, DynamicCapacityNetwork):
+        return tf.function(lambda x: model(x, training=False)["probabilities"], jit_compile=jit_compile)
+    return tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+
+
 def _train_step(model):
     step = tf.function(model.train_step)
     return lambda x, y: step((x, y))
@@ -131,20 +138,17 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     fine_model, coarse_model = base.fine_only_model(), base.coarse_only_model()
     models = {"coarse": coarse_model, "fine": fine_model}
     models.update({f"dcn_k{k}": m for k, m in dcns.items()})
-    macs = {"coarse": model_macs(base)["coarse"], "fine": model_macs(base)["fine"]}
+    base_macs = model_macs(base)
+    macs = {"coarse": base_macs["coarse"], "fine": base_macs["fine"]}
     macs.update({f"dcn_k{k}": model_macs(m)["dcn"] for k, m in dcns.items()})
 
     rng = np.random.default_rng(seed)
     results = {"preset": preset, "gather": gather, "macs_per_image": macs, "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats}
     for name, model in models.items():
-        if name.startswith("dcn"):
-            call = lambda x, m=model: m(x, training=False)["probabilities"]
-        else:
-            call = lambda x, m=model: m(x, training=False)
-        variants = {"graph": tf.function(call)}
+        variants = {"graph": inference_fn(model)}
         if xla:
-            variants["xla"] = tf.function(call, jit_compile=True)
+            variants["xla"] = inference_fn(model, jit_compile=True)
         for batch in batch_sizes:
             x = tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
             for variant, fn in variants.items():
@@ -252,8 +256,7 @@ def plot(results, path):
         axis.legend()
     fig.suptitle(f"{results['preset']}: DCN vs fine and coarse models")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

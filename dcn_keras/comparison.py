@@ -11,8 +11,10 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.callbacks import render_patches_and_saliency
 from dcn_keras.datasets import load_dataset
+from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.training import dataset_options
 from dcn_keras.training import train
 
 # name -> TrainConfig overrides; every run shares the rest of the config.
@@ -36,11 +38,7 @@ def _macs(config, image_shape, preset):
 
 def _images_per_second(model, image_shape, batch=64, repeats=20):
     x = tf.constant(np.random.default_rng(0).random((batch, *image_shape), dtype=np.float32))
-    if isinstance(model, DynamicCapacityNetwork):
-        fn = tf.function(lambda x: model(x, training=False)["probabilities"])
-    else:
-        fn = tf.function(lambda x: model(x, training=False))
-    return batch / benchmark.median_seconds(fn, (x,), 3, repeats)
+    return batch / benchmark.median_seconds(benchmark.inference_fn(model), (x,), 3, repeats)
 
 
 def save_saliency_picture(model, images, path):
@@ -51,9 +49,8 @@ def save_saliency_picture(model, images, path):
     rows = render_patches_and_saliency(images, out["saliency"], out["patch_boxes"]).numpy()
     picture = np.concatenate(list(rows), axis=0)
     picture = np.kron(picture, np.ones((2, 2, 1)))  # 2x larger, nearest neighbour.
-    tmp = path + ".tmp.png"
-    Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8)).save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8)).save(tmp)
     return path
 
 
@@ -77,8 +74,7 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, log=print):
             hint_weight=settings.get("hint_weight"),
         )
         if picture and name == "dcn":
-            test, _ = load_dataset(config.dataset, "test", data_dir=config.data_dir, seed=config.seed,
-                                   **({"digits": config.digits} if config.dataset == "cluttered_mnist" else {}))
+            test, _ = load_dataset(config.dataset, "test", **dataset_options(config, training=False))
             images = np.stack([x for x, _ in test.take(6).as_numpy_iterator()])
             save_saliency_picture(model, images, picture)
         write_json_atomically(os.path.join(out_dir, "comparison.json"),

@@ -1,5 +1,6 @@
 """Writes that never leave a half-written artifact behind."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -8,13 +9,29 @@ import urllib.parse
 import uuid
 
 
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary file name beside `path`; renames it to `path` on success.
+
+    The temporary name keeps `path`'s extension, for writers that infer the
+    format from it (Keras, Matplotlib, PIL, NumPy). On failure it is removed
+    and `path` is left as it was.
+    """
+    root, extension = os.path.splitext(path)
+    tmp = f"{root}.tmp-{uuid.uuid4().hex}{extension}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_json_atomically(path, value):
     """Writes `value` as JSON to `path` via a temporary file and a rename."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def replace_directory(build, path):
@@ -43,13 +60,8 @@ def replace_directory(build, path):
 
 def save_keras_atomically(model, path):
     """`model.save(path)` through a temporary `.keras` file and a rename."""
-    tmp = f"{path[:-len('.keras')]}.tmp-{uuid.uuid4().hex}.keras"
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def unreachable_reason(url, timeout=5.0):

@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from dcn_keras.io_utils import atomic_path
+
 OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist_5k.npz")
 
 
@@ -29,9 +31,8 @@ def convert(csv_path, output=OUTPUT, seed=0):
         train.extend(members[:400])
         test.extend(members[400:])
     order = np.concatenate([rng.permutation(train), rng.permutation(test)])
-    tmp = output + ".tmp.npz"
-    np.savez_compressed(tmp, images=images[order], labels=labels[order])
-    os.replace(tmp, output)
+    with atomic_path(output) as tmp:
+        np.savez_compressed(tmp, images=images[order], labels=labels[order])
     return output
 
 

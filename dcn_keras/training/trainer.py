@@ -41,7 +41,8 @@ def _task():
     return is_chief, f"{kind}_{index}"
 
 
-def _dataset_options(config, training):
+def dataset_options(config, training):
+    """The `load_dataset` options `config` implies, for a training or eval split."""
     options = dict(data_dir=config.data_dir, seed=config.seed, training=training)
     if config.dataset == "cluttered_mnist":
         options.update(digits=config.digits,
@@ -106,9 +107,9 @@ def train(config, callbacks=(), print_fn=print):
     model_dir = config.model_dir if is_chief else os.path.join(config.model_dir, "workers", worker)
     os.makedirs(model_dir, exist_ok=True)
 
-    train_data, info = load_dataset(config.dataset, "train", **_dataset_options(config, True))
-    val_data, _ = load_dataset(config.dataset, "validation", **_dataset_options(config, False))
-    test_data, test_info = load_dataset(config.dataset, "test", **_dataset_options(config, False))
+    train_data, info = load_dataset(config.dataset, "train", **dataset_options(config, True))
+    val_data, _ = load_dataset(config.dataset, "validation", **dataset_options(config, False))
+    test_data, test_info = load_dataset(config.dataset, "test", **dataset_options(config, False))
     print_fn(f"dcn_train: {config.dataset} from {info.source}; {info.num_examples} training images")
 
     with strategy.scope():
