@@ -9,6 +9,7 @@ from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.layers.patch_gather import METHODS
 
 MODELS = ("dcn", "fine", "coarse")
+LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -42,7 +43,9 @@ class TrainConfig:
         epochs: int, training epochs. Defaults to 10.
         steps_per_epoch: int or None, steps per epoch (None: one pass).
         batch_size: int, global batch size. Defaults to 32.
-        learning_rate: float, Adam's learning rate. Defaults to 1e-3.
+        learning_rate: float, Adam's (peak) learning rate. Defaults to 1e-3.
+        lr_schedule: str, `"constant"` or `"cosine"` (decays to 0 over the
+            run's steps). Defaults to `"constant"`.
         num_patches: int or None, the DCN's k (None: the preset's).
         hint_weight: float or None, the hint term's weight (None: preset's).
         coarse_weight: float or None, the coarse loss weight (None: preset's).
@@ -69,6 +72,7 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None
     batch_size: int = 32
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
     num_patches: Optional[int] = None
     hint_weight: Optional[float] = None
     coarse_weight: Optional[float] = None
@@ -86,6 +90,7 @@ class TrainConfig:
     def __post_init__(self):
         _check_choice("dataset", self.dataset, sorted(DATASETS))
         _check_choice("model", self.model, MODELS)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.preset is not None:
             _check_choice("preset", self.preset, sorted(presets.PRESETS))
         _check_choice("gather", self.gather, METHODS)

@@ -64,8 +64,25 @@ def _batched(dataset, config, training):
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def build_model(config, image_shape, preset):
-    """The DCN for `config`, or its fine/coarse baseline, compiled."""
+def _learning_rate(config, total_steps):
+    if config.lr_schedule == "cosine":
+        if not total_steps:
+            raise ValueError("lr_schedule='cosine' needs the run's total number of steps.")
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
+    return config.learning_rate
+
+
+def steps_per_epoch(config, num_examples):
+    """Optimizer steps in one epoch (`drop_remainder` batches of the train split)."""
+    return config.steps_per_epoch or max(1, num_examples // config.batch_size)
+
+
+def build_model(config, image_shape, preset, total_steps=None):
+    """The DCN for `config`, or its fine/coarse baseline, compiled.
+
+    `total_steps`, the run's optimizer steps, sets the length of a decaying
+    learning-rate schedule.
+    """
     overrides = {
         name: getattr(config, name)
         for name in ("num_patches", "hint_weight", "coarse_weight")
@@ -73,7 +90,7 @@ def build_model(config, image_shape, preset):
     }
     dcn = DynamicCapacityNetwork.from_preset(
         config.preset or preset, image_shape=tuple(image_shape), gather=config.gather, **overrides)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps))
     if config.model == "dcn":
         dcn.compile(optimizer=optimizer)
         return dcn
@@ -113,7 +130,8 @@ def train(config, callbacks=(), print_fn=print):
     print_fn(f"dcn_train: {config.dataset} from {info.source}; {info.num_examples} training images")
 
     with strategy.scope():
-        model = build_model(config, info.image_shape, info.preset)
+        model = build_model(config, info.image_shape, info.preset,
+                            total_steps=config.epochs * steps_per_epoch(config, info.num_examples))
     resolved = {"config": config.to_dict(), "preset": config.preset or info.preset,
                 "image_shape": list(info.image_shape), "replicas": strategy.num_replicas_in_sync}
     if config.model == "dcn":

@@ -76,6 +76,19 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     assert int(final.optimizer.iterations.numpy()) == 8
 
 
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run(tmp_path):
+    config = _config(tmp_path, model="coarse", lr_schedule="cosine", epochs=3, steps_per_epoch=2)
+    train(config, print_fn=lambda *_: None)
+    model = keras.models.load_model(str(tmp_path / "run" / "model.keras"))
+    schedule = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(3)) == pytest.approx(5e-4, rel=1e-3)  # half-way: cosine midpoint
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # after 6 steps
+    logged = _events(str(tmp_path / "run" / "logs" / "train")).Tensors("epoch_learning_rate")
+    rates = [float(tf.make_ndarray(e.tensor_proto)) for e in logged]
+    assert rates[0] > rates[1] > rates[2] >= 0.0
+
+
 def test_mirrored_strategy_uses_both_logical_devices(tmp_path):
     train(_config(tmp_path, strategy="mirrored", epochs=1), print_fn=lambda *_: None)
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -100,6 +113,7 @@ def test_baselines_train_and_report_their_error(tmp_path, model):
         (dict(strategy="tpu"), "--strategy='tpu'.*default, mirrored, multi_worker"),
         (dict(model="resnet"), "--model='resnet'.*dcn, fine, coarse"),
         (dict(hint_weight=-0.5), "--hint_weight=-0.5"),
+        (dict(lr_schedule="step"), "--lr_schedule='step'.*constant, cosine"),
     ],
 )
 def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, message):
