@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from dcn_keras import benchmark
+from dcn_keras.backend import tf
 from tests.helpers import preset_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,17 +58,29 @@ def test_dcn_bench_program_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bin", "dcn_bench"), "--k=2", "--batch_sizes=1",
-         "--train_batch=2", "--warmup=1", "--repeats=1", "--noxla", f"--json={out}"],
+         "--train_batch=2", "--warmup=1", "--repeats=1", "--noxla", "--intra_op_threads=1",
+         "--inter_op_threads=2", f"--json={out}"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "speed-up of each DCN" in done.stdout
-    assert json.loads(out.read_text())["macs_per_image"]["dcn_k2"] > 0
+    written = json.loads(out.read_text())
+    assert written["macs_per_image"]["dcn_k2"] > 0
+    assert written["threads"] == {"intra_op": 1, "inter_op": 2}
+
+
+def test_thread_pools_cannot_change_once_tensorflow_runs():
+    tf.constant(1.0) + 1.0  # Initializes the runtime, if no earlier test did.
+    with pytest.raises(ValueError, match="before TensorFlow runs anything"):
+        benchmark.configure_threads(intra_op=3)
+    with pytest.raises(ValueError, match=r"--inter_op_threads=-1 .*>= 0"):
+        benchmark.configure_threads(inter_op=-1)
 
 
 @pytest.mark.parametrize("flag,message", [
     ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped."),
     ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
+    ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),
 ])
 def test_dcn_bench_rejects_bad_flags(flag, message):
     done = subprocess.run(

@@ -36,13 +36,17 @@ class CellScatter(keras.layers.Layer):
         self.built = True  # Stateless: nothing to build.
 
     def call(self, grid, locations, vectors):
+        # Flat cell indices into the grid reshaped to [B * rows * cols, D]:
+        # fewer ops than an [B, k, 3] index, which matters at batch 1.
         locations = tf.cast(locations, tf.int32)
-        batch_index = tf.broadcast_to(
-            tf.range(tf.shape(locations)[0])[:, None, None],
-            tf.concat([tf.shape(locations)[:2], [1]], axis=0),
-        )
-        indices = tf.concat([batch_index, locations], axis=-1)  # [B, k, 3]
-        return tf.tensor_scatter_nd_update(grid, indices, tf.cast(vectors, grid.dtype))
+        shape = tf.shape(grid)
+        rows, cols = shape[1], shape[2]
+        batch = tf.range(shape[0])[:, None]
+        index = (batch * rows + locations[..., 0]) * cols + locations[..., 1]  # [B, k]
+        flat = tf.reshape(grid, [-1, grid.shape[-1]])
+        updates = tf.reshape(tf.cast(vectors, grid.dtype), [-1, grid.shape[-1]])
+        flat = tf.tensor_scatter_nd_update(flat, tf.reshape(index, [-1, 1]), updates)
+        return tf.reshape(flat, shape)
 
     def compute_output_shape(self, grid_shape, locations_shape, vectors_shape):
         return grid_shape

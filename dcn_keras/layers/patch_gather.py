@@ -95,15 +95,18 @@ class PatchGather(keras.layers.Layer):
         return self._extract_patches(padded, locations, shift)
 
     def _index_gather(self, padded, corner):
-        # One gather from the flattened image: window pixel (u, v) of a patch
-        # with corner (y, x) is flat index (y + u) * width + x + v.
+        # One gather from the whole batch flattened to pixels: window pixel
+        # (u, v) of a patch with corner (y, x) in image b is flat index
+        # (b * height + y + u) * width + x + v. (No `batch_dims`: it expands
+        # to dozens of small ops, which dominate at batch 1.)
         shape = tf.shape(padded)
-        width = shape[2]
-        flat = tf.reshape(padded, [shape[0], -1, padded.shape[-1]])
+        height, width = shape[1], shape[2]
+        flat = tf.reshape(padded, [-1, padded.shape[-1]])
         window = tf.range(self.patch_size[0])[:, None] * width + tf.range(self.patch_size[1])
-        start = corner[..., 0] * width + corner[..., 1]  # [B, k]
+        rows = corner[..., 0] + (tf.range(shape[0]) * height)[:, None]
+        start = rows * width + corner[..., 1]  # [B, k]
         index = start[..., None, None] + window  # [B, k, ph, pw]
-        return tf.gather(flat, index, batch_dims=1)  # [B, k, ph, pw, C]
+        return tf.gather(flat, index)  # [B, k, ph, pw, C]
 
     def _extract_patches(self, padded, locations, shift):
         # Start the window lattice at cell (0, 0)'s corner so that window
