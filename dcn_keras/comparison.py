@@ -10,6 +10,7 @@ from dcn_keras import benchmark
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.callbacks import render_patches_and_saliency
+from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import load_dataset
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import write_json_atomically
@@ -41,6 +42,56 @@ def _images_per_second(model, image_shape, batch=64, repeats=20):
     return batch / benchmark.median_seconds(benchmark.inference_fn(model), (x,), 3, repeats)
 
 
+def selection_quality(model, config, batch_size=100):
+    """Where a cluttered-MNIST DCN puts its patches on the test canvases.
+
+    Rebuilds the test canvases of `config` (a TrainConfig) with the digits'
+    positions and returns `patches_on_digit`, the fraction of patches that
+    contain at least one pixel of the labelled digit's ink, and
+    `ink_covered`, the mean fraction of each digit's ink pixels inside the
+    union of its canvas's patches, with that mean also over the canvases the
+    DCN gets right and wrong (`ink_covered_right`, `ink_covered_wrong`).
+    """
+    digits, labels, _ = cluttered_mnist.load_digits("test", config.digits, config.data_dir)
+    images, labels, corners, index = cluttered_mnist.make_canvases(
+        digits, labels, seed=cluttered_mnist.split_seed(config.seed, "test"),
+        return_digit_index=True)
+    out = model.predict(images.astype(np.float32) / 255.0, batch_size=batch_size, verbose=0)
+    size = images.shape[1]
+    height, width = digits.shape[1:]
+    on_digit, covered = [], []
+    for n, boxes in enumerate(out["patch_boxes"]):
+        ink = np.zeros((size, size), bool)
+        (y, x) = corners[n]
+        ink[y:y + height, x:x + width] = digits[index[n]] > 0
+        union = np.zeros_like(ink)
+        for top, left, bottom, right in np.clip(boxes, 0, size):
+            union[top:bottom, left:right] = True
+            on_digit.append(ink[top:bottom, left:right].any())
+        covered.append((union & ink).sum() / max(1, ink.sum()))
+    covered = np.array(covered)
+    wrong = out["probabilities"].argmax(-1) != labels
+    return {
+        "patches_on_digit": float(np.mean(on_digit)),
+        "ink_covered": float(covered.mean()),
+        "ink_covered_right": float(covered[~wrong].mean()) if (~wrong).any() else None,
+        "ink_covered_wrong": float(covered[wrong].mean()) if wrong.any() else None,
+    }
+
+
+def _finished(config):
+    """The results of an earlier run of exactly `config`, or None."""
+    try:
+        with open(os.path.join(config.model_dir, "config.json")) as f:
+            same = json.load(f)["config"] == config.to_dict()
+        with open(os.path.join(config.model_dir, "results.json")) as f:
+            results = json.load(f)
+    except (OSError, ValueError, KeyError):
+        return None
+    exists = os.path.exists(os.path.join(config.model_dir, "model.keras"))
+    return results if same and exists else None
+
+
 def save_saliency_picture(model, images, path):
     """A PNG: each test image with its k patches boxed, beside its saliency."""
     from PIL import Image
@@ -54,16 +105,25 @@ def save_saliency_picture(model, images, path):
     return path
 
 
-def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, log=print):
-    """Trains each run of `RUNS` with `base` (a TrainConfig); returns the table rows."""
+def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True, log=print):
+    """Trains each run of `RUNS` with `base` (a TrainConfig); returns the table rows.
+
+    With `reuse`, a run whose directory holds a finished run of the same
+    config is not trained again: its results are read back (inference speed
+    and, for DCNs, `selection_quality` are measured again).
+    """
     unknown = [r for r in runs if r not in RUNS]
     if unknown:
         raise ValueError(f"Unknown runs {unknown}; choose from: {', '.join(RUNS)}.")
     rows = {}
     for name in runs:
         config = dataclasses.replace(base, model_dir=os.path.join(out_dir, name), **RUNS[name])
-        log(f"dcn_compare: training {name} ({RUNS[name]})")
-        results = train(config, print_fn=log)
+        results = _finished(config) if reuse else None
+        if results is None:
+            log(f"dcn_compare: training {name} ({RUNS[name]})")
+            results = train(config, print_fn=log)
+        else:
+            log(f"dcn_compare: reusing the finished run in {config.model_dir}")
         settings = json.load(open(os.path.join(config.model_dir, "config.json")))
         model = keras.models.load_model(os.path.join(config.model_dir, "model.keras"))
         rows[name] = dict(
@@ -73,6 +133,8 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, log=print):
             num_patches=settings.get("num_patches"),
             hint_weight=settings.get("hint_weight"),
         )
+        if config.model == "dcn" and config.dataset == "cluttered_mnist":
+            rows[name].update(selection_quality(model, config))
         if picture and name == "dcn":
             test, _ = load_dataset(config.dataset, "test", **dataset_options(config, training=False))
             images = np.stack([x for x, _ in test.take(6).as_numpy_iterator()])
@@ -85,12 +147,17 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, log=print):
 def format_markdown(rows):
     """The comparison as a Markdown table."""
     lines = ["| model | k | hint weight | test error % | coarse-head error % | MMAC/image | "
-             "images/s (b64) | training time (s) |", "|---|---|---|---|---|---|---|---|"]
+             "images/s (b64) | training time (s) | patches on digit % | digit ink covered % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def percent(r, key):
+        return f"{100 * r[key]:.2f}" if r.get(key) is not None else "-"
+
     for name, r in rows.items():
-        coarse = f"{100 * r['coarse_test_error']:.2f}" if "coarse_test_error" in r else "-"
+        coarse = percent(r, "coarse_test_error")
         lines.append(
             f"| {name} | {r['num_patches'] or '-'} | "
             f"{'-' if r['hint_weight'] is None else r['hint_weight']} | {100 * r['test_error']:.2f} | "
             f"{coarse} | {r['macs_per_image'] / 1e6:.2f} | {r['images_per_s_b64']:.0f} | "
-            f"{r['fit_seconds']:.0f} |")
+            f"{r['fit_seconds']:.0f} | {percent(r, 'patches_on_digit')} | {percent(r, 'ink_covered')} |")
     return "\n".join(lines)

@@ -1,8 +1,10 @@
 import json
 
+import numpy as np
 import pytest
 
 from dcn_keras import comparison
+from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.training import TrainConfig
 
 
@@ -20,9 +22,54 @@ def test_comparison_trains_each_run_on_the_same_data_and_writes_the_table(tmp_pa
         assert row["images_per_s_b64"] > 0 and row["fit_seconds"] >= 0
     saved = json.load(open(tmp_path / "comparison.json"))
     assert saved["config"]["epochs"] == 1 and set(saved["rows"]) == {"coarse", "dcn"}
+    assert 0.0 <= rows["dcn"]["patches_on_digit"] <= 1.0 and "ink_covered" not in rows["coarse"]
     table = comparison.format_markdown(rows).splitlines()
     assert table[0].startswith("| model |") and len(table) == 4
+    assert table[0].count("|") == table[3].count("|") == 11
     assert open(picture, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # Run again: the finished coarse run is read back, not retrained ...
+    logged = []
+    again = comparison.run_comparison(base, str(tmp_path), runs=("coarse",), log=logged.append)
+    assert any("reusing" in line for line in logged) and not any("training" in line for line in logged)
+    assert again["coarse"]["test_error"] == rows["coarse"]["test_error"]
+    assert again["coarse"]["fit_seconds"] == rows["coarse"]["fit_seconds"]
+    # ... unless its config changed.
+    logged.clear()
+    comparison.run_comparison(TrainConfig(**{**base.to_dict(), "steps_per_epoch": 1}),
+                              str(tmp_path), runs=("coarse",), log=logged.append)
+    assert any("training coarse" in line for line in logged)
+
+
+class _FixedPatches:
+    """Stands in for a DCN: fixed boxes and probabilities per test canvas."""
+
+    def __init__(self, boxes, probabilities):
+        self.out = {"patch_boxes": boxes, "probabilities": probabilities}
+
+    def predict(self, images, batch_size=None, verbose=None):
+        assert len(images) == len(self.out["patch_boxes"])
+        return self.out
+
+
+def test_selection_quality_measures_patches_against_the_digits_ink():
+    config = TrainConfig(digits="embedded", seed=0)
+    digits, labels, _ = cluttered_mnist.load_digits("test", "embedded")
+    _, labels, corners, index = cluttered_mnist.make_canvases(
+        digits, labels, seed=cluttered_mnist.split_seed(0, "test"), return_digit_index=True)
+    y, x = corners[:, 0], corners[:, 1]
+    # Patch 1: the digit's top half (28x14 box); patch 2: an empty box.
+    boxes = np.stack([np.stack([y, x, y + 14, x + 28], -1), np.zeros((len(y), 4), int)], 1)
+    right = np.arange(len(y)) % 2 == 0
+    probabilities = np.eye(10)[np.where(right, labels, (labels + 1) % 10)]
+    quality = comparison.selection_quality(_FixedPatches(boxes, probabilities), config)
+    ink = digits[index] > 0
+    top_half = ink[:, :14].sum((1, 2)) / ink.sum((1, 2))
+    assert quality["patches_on_digit"] == pytest.approx(0.5 * np.mean(ink[:, :14].any((1, 2))))
+    assert quality["ink_covered"] == pytest.approx(top_half.mean())
+    assert quality["ink_covered_right"] == pytest.approx(top_half[right].mean())
+    assert quality["ink_covered_wrong"] == pytest.approx(top_half[~right].mean())
+    assert 0.3 < quality["ink_covered"] < 0.7
 
 
 def test_unknown_run_is_named():

@@ -104,8 +104,17 @@ def load_digits(split, source="auto", data_dir=None):
     return (*embedded_digits(split), "embedded")
 
 
+def split_seed(seed, split):
+    """The canvas generator's seed for `split` of a run seeded with `seed`.
+
+    Each split gets its own: one seed for all would place the digits of
+    every split identically.
+    """
+    return seed * 3 + SPLITS.index(split)
+
+
 def make_canvases(digits, labels, num_images=None, canvas_size=100, num_distractors=8,
-                  distractor_size=8, seed=0):
+                  distractor_size=8, seed=0, return_digit_index=False):
     """Builds cluttered canvases from digits of one split.
 
     Args:
@@ -117,10 +126,13 @@ def make_canvases(digits, labels, num_images=None, canvas_size=100, num_distract
         num_distractors: int, distractor crops per canvas. Defaults to 8.
         distractor_size: int, side of each distractor crop. Defaults to 8.
         seed: int, the generator's seed.
+        return_digit_index: bool, also return which digit each canvas holds.
 
     Returns:
         `(images, labels, corners)`: uint8 `[num_images, S, S, 1]`, int64
-        labels, and each digit's top-left `(row, col)` on the canvas.
+        labels, and each digit's top-left `(row, col)` on the canvas; with
+        `return_digit_index`, a fourth array: the index into `digits` of
+        each canvas's digit.
     """
     digits = np.asarray(digits)
     count, height, width = digits.shape
@@ -163,4 +175,7 @@ def make_canvases(digits, labels, num_images=None, canvas_size=100, num_distract
         y, x = corners[n]
         canvas[y:y + height, x:x + width] += digits[order[n]]
         images[n, ..., 0] = np.minimum(canvas, 255)
-    return images, np.asarray(labels)[order].astype(np.int64), corners
+    labels = np.asarray(labels)[order].astype(np.int64)
+    if return_digit_index:
+        return images, labels, corners, order
+    return images, labels, corners

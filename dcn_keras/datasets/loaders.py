@@ -13,12 +13,10 @@ _TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "te
 def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto",
                      examples_per_digit=1, canvas_size=100, num_distractors=8):
     images, labels, source = cluttered_mnist.load_digits(split, digits, data_dir)
-    # A different seed per split: the same seed on two splits would place
-    # their digits identically.
-    split_seed = seed * 3 + cluttered_mnist.SPLITS.index(split)
     canvases, labels, _ = cluttered_mnist.make_canvases(
         images, labels, num_images=len(images) * examples_per_digit,
-        canvas_size=canvas_size, num_distractors=num_distractors, seed=split_seed)
+        canvas_size=canvas_size, num_distractors=num_distractors,
+        seed=cluttered_mnist.split_seed(seed, split))
     dataset = tf.data.Dataset.from_tensor_slices((canvases, labels)).map(
         lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
         num_parallel_calls=tf.data.AUTOTUNE)
