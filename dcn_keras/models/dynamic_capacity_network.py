@@ -279,6 +279,18 @@ class DynamicCapacityNetwork(keras.Model):
         self.compile(**config)
         self.optimizer.build(self.trainable_variables)
 
+    def with_num_patches(self, num_patches):
+        """This DCN refining `num_patches` cells instead, sharing its weights.
+
+        Trained with one `k`, a DCN can be run with another at test time:
+        fewer patches cost less, more refine more of the image.
+        """
+        return DynamicCapacityNetwork(
+            self.coarse, self.fine, self.top, image_shape=self.image_shape,
+            num_patches=num_patches, hint_weight=self.hint_weight,
+            coarse_weight=self.coarse_weight, patch_size=self.patch_size,
+            patch_offset=self.patch_offset, gather=self.gather)
+
     def fine_only_model(self, name="fine_model"):
         """The paper's fine-model baseline: `top(fine(zero-padded images))`."""
         images = keras.Input(self.image_shape, name="images")

@@ -52,6 +52,13 @@ def test_dcn_train_then_dcn_eval_end_to_end(tmp_path):
     assert served.returncode == 0, served.stderr[-3000:]
     assert served.stdout.splitlines()[0] == lines[0]
 
+    more = _run("dcn_eval", f"--model_path={run}/model.keras", "--digits=embedded", "--num_patches=16")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert more.stdout.startswith("cluttered_mnist test") and "on 1000 examples" in more.stdout
+    fixed = _run("dcn_eval", f"--model_path={run}/export/1", "--digits=embedded", "--num_patches=16")
+    assert fixed.returncode == 2 and "Traceback" not in fixed.stderr
+    assert "num_patches=16 needs a .keras DCN; a SavedModel's k is fixed at export" in fixed.stderr
+
 
 @pytest.mark.parametrize(
     "args,message",

@@ -167,6 +167,20 @@ def test_fine_and_coarse_baselines_share_the_towers():
     assert model.fine(padded).shape[1:3] == (23, 23)
 
 
+def test_with_num_patches_shares_weights_and_refines_more_cells():
+    model = preset_model()
+    images = random_images(2, seed=9)
+    more = model.with_num_patches(16)
+    assert more.num_patches == 16 and more.fine is model.fine and more.top is model.top
+    out, out_more = model(images), more(images)
+    np.testing.assert_allclose(out_more["saliency"], out["saliency"], rtol=1e-6)
+    # top_k ranks cells, so the 16 cells start with the 8 most salient.
+    np.testing.assert_array_equal(out_more["locations"][:, :8], out["locations"])
+    assert not np.allclose(out_more["probabilities"], out["probabilities"])
+    with pytest.raises(ValueError, match=r"num_patches=600 must be an int in \[1, 529\]"):
+        model.with_num_patches(600)
+
+
 def _towers(**kwargs):
     return presets.cluttered_mnist_towers(**kwargs)
 
