@@ -1,12 +1,14 @@
 """The paper's comparison: coarse, fine, DCN without hints, DCN, and a k sweep."""
 
 import dataclasses
+import inspect
 import json
 import os
 
 import numpy as np
 
 from dcn_keras import benchmark
+from dcn_keras import presets
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.callbacks import render_patches_and_saliency
@@ -17,6 +19,12 @@ from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.training import dataset_options
 from dcn_keras.training import train
+
+_DCN_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(DynamicCapacityNetwork.__init__).parameters.items()
+    if name in ("num_patches", "hint_weight", "coarse_weight")
+}
 
 # name -> TrainConfig overrides; every run shares the rest of the config.
 RUNS = {
@@ -80,12 +88,24 @@ def selection_quality(model, config, batch_size=100):
 
 
 def _finished(config):
-    """The results of an earlier run of exactly `config`, or None."""
+    """The results of an earlier run of exactly `config`, or None.
+
+    "Exactly" includes the preset's defaults the config left open (k, hint
+    and coarse weights), so a changed preset retrains too.
+    """
     try:
         with open(os.path.join(config.model_dir, "config.json")) as f:
-            same = json.load(f)["config"] == config.to_dict()
+            settings = json.load(f)
         with open(os.path.join(config.model_dir, "results.json")) as f:
             results = json.load(f)
+        same = settings["config"] == config.to_dict()
+        if same and config.model == "dcn":
+            defaults = presets.PRESETS[settings["preset"]]()
+            for name in ("num_patches", "hint_weight", "coarse_weight"):
+                wanted = getattr(config, name)
+                if wanted is None:
+                    wanted = defaults.get(name, _DCN_DEFAULTS[name])
+                same = same and settings[name] == wanted
     except (OSError, ValueError, KeyError):
         return None
     exists = os.path.exists(os.path.join(config.model_dir, "model.keras"))

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from dcn_keras import comparison
+from dcn_keras import presets
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.training import TrainConfig
 
 
-def test_comparison_trains_each_run_on_the_same_data_and_writes_the_table(tmp_path):
+def test_comparison_trains_each_run_on_the_same_data_and_writes_the_table(tmp_path, monkeypatch):
     base = TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=2,
                        batch_size=8, verbose=0)
     picture = str(tmp_path / "saliency.png")
@@ -39,6 +40,12 @@ def test_comparison_trains_each_run_on_the_same_data_and_writes_the_table(tmp_pa
     comparison.run_comparison(TrainConfig(**{**base.to_dict(), "steps_per_epoch": 1}),
                               str(tmp_path), runs=("coarse",), log=logged.append)
     assert any("training coarse" in line for line in logged)
+    # ... or the preset's defaults that the config left open.
+    preset = presets.PRESETS["cluttered_mnist"]
+    monkeypatch.setitem(presets.PRESETS, "cluttered_mnist", lambda: dict(preset(), hint_weight=5.0))
+    logged.clear()
+    comparison.run_comparison(base, str(tmp_path), runs=("dcn",), log=logged.append)
+    assert any("training dcn" in line for line in logged)
 
 
 class _FixedPatches:
