@@ -54,10 +54,14 @@ def cluttered_mnist_towers(channels=1, features=24, num_classes=10):
 
 
 def cluttered_mnist():
+    # coarse_weight=0.3, not the paper's 1.0: a full weight on the coarse loss
+    # pulls the shared top network toward all-coarse grids. Measured on the
+    # embedded digits (README "Results"): 2.80% -> 2.10% test error at k=8.
     return dict(
         cluttered_mnist_towers(),
         image_shape=(100, 100, 1),
         num_patches=8,
+        coarse_weight=0.3,
     )
 
 
