@@ -133,6 +133,33 @@ def configure_threads(intra_op=0, inter_op=0):
         raise ValueError(f"thread pools must be set before TensorFlow runs anything: {error}") from None
 
 
+def time_parts(dcn, images, warmup=5, repeats=30):
+    """Milliseconds of each stage of a DCN's inference, each timed alone.
+
+    Stages: `coarse` tower, `saliency` (top forward and backward),
+    `top_k`, patch `gather`, `fine` tower on all patches, `scatter`, and
+    the second `top` pass; `whole` is the full pass. Separate calls add a
+    little per-call overhead, so the stages sum to somewhat more than `whole`.
+    """
+    out = dcn.forward(images)
+    grid, saliency, locations = out["grid"], out["saliency"], out["locations"]
+    patches = dcn.patch_gather(images, locations)
+    patches = tf.reshape(patches, [-1, *patches.shape[2:]])
+    cells = tf.reshape(saliency, [tf.shape(saliency)[0], -1])
+    stages = {
+        "coarse": (lambda x: dcn.coarse(x), (images,)),
+        "saliency": (lambda g: dcn.saliency_layer(g, top=dcn.top)["saliency"], (grid,)),
+        "top_k": (lambda s: tf.math.top_k(s, dcn.num_patches).indices, (cells,)),
+        "gather": (lambda x, l: dcn.patch_gather(x, l), (images, locations)),
+        "fine": (lambda p: dcn.fine(p), (patches,)),
+        "scatter": (lambda g, l, v: dcn.cell_scatter(g, l, v), (grid, locations, out["fine_vectors"])),
+        "top": (lambda g: dcn.top(g), (out["refined_grid"],)),
+        "whole": (lambda x: dcn(x, training=False)["probabilities"], (images,)),
+    }
+    return {name: 1e3 * median_seconds(tf.function(fn), args, warmup, repeats)
+            for name, (fn, args) in stages.items()}
+
+
 def _train_step(model):
     step = tf.function(model.train_step)
     return lambda x, y: step((x, y))
@@ -140,13 +167,14 @@ def _train_step(model):
 
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
-                  log=print):
+                  breakdown=False, log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
     `jit_compile=True`); one training step at `train_batch` for the fine
     model and each DCN. All models share one set of tower weights; the DCNs
-    cut their patches with `gather`.
+    cut their patches with `gather`. With `breakdown`, also `time_parts` of
+    each DCN at the largest batch size.
     """
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
@@ -178,6 +206,11 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                 log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
         x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
         results["peak_memory_bytes"][name] = peak_memory_bytes(variants["graph"], (x,))
+
+    if breakdown:
+        x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
+        results["breakdown"] = {
+            f"dcn_k{k}/b{max(batch_sizes)}": time_parts(m, x, warmup, repeats) for k, m in dcns.items()}
 
     x = tf.constant(rng.random((train_batch, *base.image_shape), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, train_batch))
@@ -244,6 +277,10 @@ def format_table(results):
     lines.append("speed-up of each DCN over the fine model's best (graph or XLA) time:")
     for key, ratio in sorted(results["speedup_vs_best_fine"].items()):
         lines.append(f"  {key:22s} {ratio:5.2f}x")
+    if results.get("breakdown"):
+        lines += ["", "time per stage, each timed alone (ms):"]
+        for key, parts in results["breakdown"].items():
+            lines.append(f"  {key:12s} " + "  ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     return "\n".join(lines)
 
 

@@ -39,15 +39,19 @@ def test_multi_head_top_counts_every_head():
 def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     results = benchmark.summarize(benchmark.run_benchmark(
         ks=(2,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1, xla=False,
-        log=lambda *_: None))
+        breakdown=True, log=lambda *_: None))
     assert set(results["macs_per_image"]) == {"coarse", "fine", "dcn_k2"}
     for name in ("coarse", "fine", "dcn_k2"):
         for batch in (1, 2):
             assert results["inference"][f"{name}/b{batch}/graph"]["latency_ms"] > 0
     assert set(results["train_step"]) == {"fine/b2", "dcn_k2/b2"}
     assert "train/dcn_k2/b2" in results["speedup_vs_best_fine"]
+    parts = results["breakdown"]["dcn_k2/b2"]
+    assert list(parts) == ["coarse", "saliency", "top_k", "gather", "fine", "scatter", "top", "whole"]
+    assert all(ms > 0 for ms in parts.values())
     table = benchmark.format_table(results)
     assert table.splitlines()[0].split()[0] == "model"
+    assert "dcn_k2/b2" in table.split("time per stage")[1]
     assert any(line.strip().startswith("dcn_k2") for line in table.splitlines())
     path = benchmark.plot(results, str(tmp_path / "bench.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
