@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from dcn_keras import bench_report
 from dcn_keras import benchmark
 from dcn_keras.backend import tf
 from tests.helpers import preset_model
@@ -37,7 +38,7 @@ def test_multi_head_top_counts_every_head():
 
 
 def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
-    results = benchmark.summarize(benchmark.run_benchmark(
+    results = bench_report.summarize(benchmark.run_benchmark(
         ks=(2,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1, xla=False,
         breakdown=True, log=lambda *_: None))
     assert set(results["macs_per_image"]) == {"coarse", "fine", "dcn_k2"}
@@ -49,11 +50,11 @@ def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     parts = results["breakdown"]["dcn_k2/b2"]
     assert list(parts) == ["coarse", "saliency", "top_k", "gather", "fine", "scatter", "top", "whole"]
     assert all(ms > 0 for ms in parts.values())
-    table = benchmark.format_table(results)
+    table = bench_report.format_table(results)
     assert table.splitlines()[0].split()[0] == "model"
     assert "dcn_k2/b2" in table.split("time per stage")[1]
     assert any(line.strip().startswith("dcn_k2") for line in table.splitlines())
-    path = benchmark.plot(results, str(tmp_path / "bench.png"))
+    path = bench_report.plot(results, str(tmp_path / "bench.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
