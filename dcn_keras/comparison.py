@@ -1,14 +1,12 @@
 """The paper's comparison: coarse, fine, DCN without hints, DCN, and a k sweep."""
 
 import dataclasses
-import inspect
 import json
 import os
 
 import numpy as np
 
 from dcn_keras import benchmark
-from dcn_keras import presets
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.callbacks import render_patches_and_saliency
@@ -16,15 +14,9 @@ from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import load_dataset
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import write_json_atomically
-from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.training import dataset_options
+from dcn_keras.training import dcn_for
 from dcn_keras.training import train
-
-_DCN_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(DynamicCapacityNetwork.__init__).parameters.items()
-    if name in ("num_patches", "hint_weight", "coarse_weight")
-}
 
 # name -> TrainConfig overrides; every run shares the rest of the config.
 RUNS = {
@@ -38,10 +30,7 @@ RUNS = {
 
 
 def _macs(config, image_shape, preset):
-    dcn = DynamicCapacityNetwork.from_preset(
-        config.preset or preset, image_shape=tuple(image_shape),
-        **({"num_patches": config.num_patches} if config.num_patches else {}))
-    macs = benchmark.model_macs(dcn)
+    macs = benchmark.model_macs(dcn_for(config, image_shape, preset))
     return macs["dcn"] if config.model == "dcn" else macs[config.model]
 
 
@@ -60,10 +49,8 @@ def selection_quality(model, config, batch_size=100):
     union of its canvas's patches, with that mean also over the canvases the
     DCN gets right and wrong (`ink_covered_right`, `ink_covered_wrong`).
     """
-    digits, labels, _ = cluttered_mnist.load_digits("test", config.digits, config.data_dir)
-    images, labels, corners, index = cluttered_mnist.make_canvases(
-        digits, labels, seed=cluttered_mnist.split_seed(config.seed, "test"),
-        return_digit_index=True)
+    images, labels, corners, index, digits, _ = cluttered_mnist.split_canvases(
+        "test", config.digits, config.data_dir, config.seed)
     out = model.predict(images.astype(np.float32) / 255.0, batch_size=batch_size, verbose=0)
     size = images.shape[1]
     height, width = digits.shape[1:]
@@ -100,12 +87,9 @@ def _finished(config):
             results = json.load(f)
         same = settings["config"] == config.to_dict()
         if same and config.model == "dcn":
-            defaults = presets.PRESETS[settings["preset"]]()
-            for name in ("num_patches", "hint_weight", "coarse_weight"):
-                wanted = getattr(config, name)
-                if wanted is None:
-                    wanted = defaults.get(name, _DCN_DEFAULTS[name])
-                same = same and settings[name] == wanted
+            dcn = dcn_for(config, settings["image_shape"], settings["preset"])
+            same = all(settings[name] == getattr(dcn, name)
+                       for name in ("num_patches", "hint_weight", "coarse_weight"))
     except (OSError, ValueError, KeyError):
         return None
     exists = os.path.exists(os.path.join(config.model_dir, "model.keras"))

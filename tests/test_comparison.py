@@ -61,9 +61,7 @@ class _FixedPatches:
 
 def test_selection_quality_measures_patches_against_the_digits_ink():
     config = TrainConfig(digits="embedded", seed=0)
-    digits, labels, _ = cluttered_mnist.load_digits("test", "embedded")
-    _, labels, corners, index = cluttered_mnist.make_canvases(
-        digits, labels, seed=cluttered_mnist.split_seed(0, "test"), return_digit_index=True)
+    _, labels, corners, index, digits, _ = cluttered_mnist.split_canvases("test", "embedded")
     y, x = corners[:, 0], corners[:, 1]
     # Patch 1: the digit's top half (28x14 box); patch 2: an empty box.
     boxes = np.stack([np.stack([y, x, y + 14, x + 28], -1), np.zeros((len(y), 4), int)], 1)

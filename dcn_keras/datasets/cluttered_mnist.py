@@ -104,13 +104,24 @@ def load_digits(split, source="auto", data_dir=None):
     return (*embedded_digits(split), "embedded")
 
 
-def split_seed(seed, split):
-    """The canvas generator's seed for `split` of a run seeded with `seed`.
+def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_digit=1,
+                   canvas_size=100, num_distractors=8):
+    """The canvases of one split, as `load_dataset("cluttered_mnist", ...)` serves them.
 
-    Each split gets its own: one seed for all would place the digits of
-    every split identically.
+    Each split gets its own generator seed: one seed for all would place the
+    digits of every split identically.
+
+    Returns:
+        `(images, labels, corners, index, digits, source)`: `make_canvases`'s
+        outputs with `return_digit_index=True`, then the split's digits and
+        the digit source used (`"tfds"` or `"embedded"`).
     """
-    return seed * 3 + SPLITS.index(split)
+    digits, labels, source = load_digits(split, source, data_dir)
+    canvases = make_canvases(
+        digits, labels, num_images=len(digits) * examples_per_digit, canvas_size=canvas_size,
+        num_distractors=num_distractors, seed=seed * 3 + SPLITS.index(split),
+        return_digit_index=True)
+    return (*canvases, digits, source)
 
 
 def make_canvases(digits, labels, num_images=None, canvas_size=100, num_distractors=8,

@@ -12,11 +12,8 @@ _TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "te
 
 def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto",
                      examples_per_digit=1, canvas_size=100, num_distractors=8):
-    images, labels, source = cluttered_mnist.load_digits(split, digits, data_dir)
-    canvases, labels, _ = cluttered_mnist.make_canvases(
-        images, labels, num_images=len(images) * examples_per_digit,
-        canvas_size=canvas_size, num_distractors=num_distractors,
-        seed=cluttered_mnist.split_seed(seed, split))
+    canvases, labels, _, _, images, source = cluttered_mnist.split_canvases(
+        split, digits, data_dir, seed, examples_per_digit, canvas_size, num_distractors)
     dataset = tf.data.Dataset.from_tensor_slices((canvases, labels)).map(
         lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
         num_parallel_calls=tf.data.AUTOTUNE)

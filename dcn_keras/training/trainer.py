@@ -77,19 +77,24 @@ def steps_per_epoch(config, num_examples):
     return config.steps_per_epoch or max(1, num_examples // config.batch_size)
 
 
+def dcn_for(config, image_shape, preset):
+    """The (uncompiled) DCN `config` describes: its preset with its overrides."""
+    overrides = {
+        name: getattr(config, name)
+        for name in ("num_patches", "hint_weight", "coarse_weight")
+        if getattr(config, name) is not None
+    }
+    return DynamicCapacityNetwork.from_preset(
+        config.preset or preset, image_shape=tuple(image_shape), gather=config.gather, **overrides)
+
+
 def build_model(config, image_shape, preset, total_steps=None):
     """The DCN for `config`, or its fine/coarse baseline, compiled.
 
     `total_steps`, the run's optimizer steps, sets the length of a decaying
     learning-rate schedule.
     """
-    overrides = {
-        name: getattr(config, name)
-        for name in ("num_patches", "hint_weight", "coarse_weight")
-        if getattr(config, name) is not None
-    }
-    dcn = DynamicCapacityNetwork.from_preset(
-        config.preset or preset, image_shape=tuple(image_shape), gather=config.gather, **overrides)
+    dcn = dcn_for(config, image_shape, preset)
     optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps))
     if config.model == "dcn":
         dcn.compile(optimizer=optimizer)

@@ -115,3 +115,17 @@ def test_explicit_tfds_source_without_network_says_what_to_do(offline, tmp_path)
 def test_unknown_dataset_lists_valid_ones():
     with pytest.raises(ValueError, match="cluttered_mnist, svhn, svhn_cropped"):
         load_dataset("mnist_cluttered", "train")
+
+
+def test_split_canvases_are_what_the_loader_serves_with_each_digit_where_it_says():
+    dataset, _ = load_dataset("cluttered_mnist", "validation", digits="embedded", seed=4)
+    images, labels, corners, index, digits, source = cluttered_mnist.split_canvases(
+        "validation", "embedded", seed=4)
+    served = list(dataset.batch(1000).as_numpy_iterator())[0]
+    np.testing.assert_allclose(served[0], images / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(served[1], labels)
+    assert source == "embedded" and len(digits) == 500
+    for n in range(0, 500, 50):  # The digit's ink is on the canvas at its corner.
+        y, x = corners[n]
+        window = images[n, y:y + 28, x:x + 28, 0]
+        assert np.all(window >= np.minimum(digits[index[n]], 255))
