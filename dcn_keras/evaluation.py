@@ -1,5 +1,6 @@
 """Error and per-class error of a saved model on a dataset split."""
 
+import math
 import os
 
 import numpy as np
@@ -38,18 +39,9 @@ def _predictor(path, num_patches=None):
     raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
 
 
-def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
-                         **dataset_options):
-    """Returns `{"error", "examples", "per_class_error"}` for a saved model.
-
-    Multi-head models (SVHN) count an example as right only when every head
-    is; `per_class_error` is then keyed by the number's length. With
-    `num_patches`, a `.keras` DCN is run refining that many cells instead of
-    the `k` it was trained with.
-    """
-    predict = _predictor(path, num_patches)
-    data, info = load_dataset(dataset, split, **dataset_options)
-    wrong, keys = [], []
+def _outcomes(predict, data, batch_size):
+    """Per-example `(right, key)`: key is the label, or the number's length for SVHN."""
+    right_parts, keys = [], []
     for images, labels in data.batch(batch_size):
         probabilities = predict(images)
         if isinstance(probabilities, dict):
@@ -60,8 +52,62 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
         else:
             right = np.argmax(probabilities, -1) == labels.numpy()
             keys.append(labels.numpy())
-        wrong.append(~right)
-    wrong, keys = np.concatenate(wrong), np.concatenate(keys)
+        right_parts.append(right)
+    return np.concatenate(right_parts), np.concatenate(keys)
+
+
+def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
+                         **dataset_options):
+    """Returns `{"error", "examples", "per_class_error", "source"}` for a saved model.
+
+    Multi-head models (SVHN) count an example as right only when every head
+    is; `per_class_error` is then keyed by the number's length. With
+    `num_patches`, a `.keras` DCN is run refining that many cells instead of
+    the `k` it was trained with.
+    """
+    predict = _predictor(path, num_patches)
+    data, info = load_dataset(dataset, split, **dataset_options)
+    right, keys = _outcomes(predict, data, batch_size)
+    wrong = ~right
     per_class = {int(k): float(wrong[keys == k].mean()) for k in np.unique(keys)}
     return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": per_class,
             "source": info.source}
+
+
+def exact_mcnemar_p(only_a_right, only_b_right):
+    """Two-sided exact McNemar p-value from the two discordant counts.
+
+    Under "both models are equally accurate", each example that exactly one
+    of them gets right is a fair coin flip: the p-value is twice the
+    binomial tail of the smaller count (capped at 1).
+    """
+    for name, value in (("only_a_right", only_a_right), ("only_b_right", only_b_right)):
+        if int(value) != value or value < 0:
+            raise ValueError(f"{name}={value!r} must be a count (an integer >= 0).")
+    n, low = int(only_a_right + only_b_right), int(min(only_a_right, only_b_right))
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(low + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, num_patches=None,
+                         **dataset_options):
+    """Paired comparison of two saved models on the same examples.
+
+    Two errors measured on one test set differ by chance; the examples only
+    one model gets right say whether the difference is real. With
+    `num_patches`, model A (a `.keras` DCN) refines that many cells.
+
+    Returns:
+        `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
+        "p_value"}`, the last from `exact_mcnemar_p`.
+    """
+    predict_a, predict_b = _predictor(path_a, num_patches), _predictor(path_b)
+    data, _ = load_dataset(dataset, split, **dataset_options)
+    right_a, _ = _outcomes(predict_a, data, batch_size)
+    right_b, _ = _outcomes(predict_b, data, batch_size)
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    return {"error_a": float(1 - right_a.mean()), "error_b": float(1 - right_b.mean()),
+            "examples": int(len(right_a)), "only_a_right": only_a, "only_b_right": only_b,
+            "p_value": exact_mcnemar_p(only_a, only_b)}

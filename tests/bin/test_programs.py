@@ -60,6 +60,26 @@ def test_dcn_train_then_dcn_eval_end_to_end(tmp_path):
     assert "num_patches=16 needs a .keras DCN; a SavedModel's k is fixed at export" in fixed.stderr
 
 
+def test_dcn_eval_paired_comparison_and_its_bad_flags():
+    shipped = "saved_models/cluttered_mnist_dcn/1"
+    paired = _run("dcn_eval", f"--model_path={shipped}", f"--compare_to={shipped}",
+                  "--digits=embedded", "--examples_per_digit=2")
+    assert paired.returncode == 0, paired.stderr[-3000:]
+    lines = paired.stdout.strip().splitlines()
+    assert lines[0] == "cluttered_mnist test, 2000 examples:"
+    assert lines[1].split("error ")[1] == lines[2].split("error ")[1]
+    assert lines[3].strip() == "only A right: 0, only B right: 0, exact McNemar p=1.0000"
+
+    for args, message in [
+        (["--dataset=svhn", "--examples_per_digit=2"],
+         "--examples_per_digit=2 applies to cluttered_mnist only, not --dataset=svhn."),
+        (["--examples_per_digit=0"], "examples_per_digit=0 must be an integer >= 1"),
+    ]:
+        done = _run("dcn_eval", f"--model_path={shipped}", "--digits=embedded", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert f"dcn_eval: error: {message}" in done.stderr
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

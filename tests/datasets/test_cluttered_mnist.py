@@ -129,3 +129,16 @@ def test_split_canvases_are_what_the_loader_serves_with_each_digit_where_it_says
         y, x = corners[n]
         window = images[n, y:y + 28, x:x + 28, 0]
         assert np.all(window >= np.minimum(digits[index[n]], 255))
+
+
+def test_more_canvases_per_digit_use_each_digit_that_many_times():
+    _, labels, _, index, digits, _ = cluttered_mnist.split_canvases(
+        "validation", "embedded", examples_per_digit=3)
+    assert len(labels) == 3 * len(digits) == 1500
+    np.testing.assert_array_equal(np.bincount(index, minlength=len(digits)), 3)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_examples_per_digit_is_named(bad):
+    with pytest.raises(ValueError, match=f"examples_per_digit={bad!r} must be an integer >= 1"):
+        cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=bad)

@@ -1,0 +1,50 @@
+import math
+
+import numpy as np
+import pytest
+
+from dcn_keras.backend import keras
+from dcn_keras.datasets import cluttered_mnist
+from dcn_keras.evaluation import compare_saved_models
+from dcn_keras.evaluation import evaluate_saved_model
+from dcn_keras.evaluation import exact_mcnemar_p
+
+
+def test_exact_mcnemar_p_is_twice_the_binomial_tail():
+    assert exact_mcnemar_p(9, 3) == pytest.approx(2 * (1 + 12 + 66 + 220) / 4096)
+    assert exact_mcnemar_p(3, 9) == exact_mcnemar_p(9, 3)
+    assert exact_mcnemar_p(0, 10) == pytest.approx(2 / 1024)
+    assert exact_mcnemar_p(5, 5) == 1.0 and exact_mcnemar_p(0, 0) == 1.0
+
+
+@pytest.mark.parametrize("a,b,name", [(-1, 2, "only_a_right=-1"), (2, 1.5, "only_b_right=1.5")])
+def test_exact_mcnemar_p_rejects_non_counts(a, b, name):
+    with pytest.raises(ValueError, match=f"{name} must be a count"):
+        exact_mcnemar_p(a, b)
+
+
+def _always(label, path):
+    """A saved baseline that predicts `label` for every canvas."""
+    images = keras.Input((100, 100, 1))
+    logits = keras.layers.Dense(10, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(
+        np.eye(10)[label]))(keras.layers.GlobalMaxPooling2D()(images))
+    keras.Model(images, logits).save(path)
+    return str(path)
+
+
+def test_paired_comparison_counts_the_examples_only_one_model_gets_right(tmp_path):
+    zeros, ones = _always(0, tmp_path / "zeros.keras"), _always(1, tmp_path / "ones.keras")
+    options = dict(digits="embedded", examples_per_digit=2)
+    labels = cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=2)[1]
+    result = compare_saved_models(zeros, ones, "cluttered_mnist", "test", **options)
+    n0, n1 = int(np.sum(labels == 0)), int(np.sum(labels == 1))
+    assert result["examples"] == 2000 and (result["only_a_right"], result["only_b_right"]) == (n0, n1)
+    assert result["error_a"] == pytest.approx(1 - n0 / 2000)
+    assert result["error_b"] == pytest.approx(1 - n1 / 2000)
+    assert result["p_value"] == pytest.approx(exact_mcnemar_p(n0, n1))
+    alone = evaluate_saved_model(zeros, "cluttered_mnist", "test", **options)
+    assert alone["error"] == pytest.approx(result["error_a"]) and alone["examples"] == 2000
+
+    same = compare_saved_models(zeros, zeros, "cluttered_mnist", "test", digits="embedded")
+    assert (same["only_a_right"], same["only_b_right"], same["p_value"]) == (0, 0, 1.0)
+    assert not math.isnan(same["error_a"]) and same["examples"] == 1000
