@@ -12,6 +12,8 @@ from dcn_keras.backend import tf
 from dcn_keras.callbacks import render_patches_and_saliency
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import load_dataset
+from dcn_keras.evaluation import correct_predictions
+from dcn_keras.evaluation import paired_counts
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.training import dataset_options
@@ -109,17 +111,45 @@ def save_saliency_picture(model, images, path):
     return path
 
 
-def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True, log=print):
+def _paired_test(rows, right, canvases_per_digit):
+    """Each row's error on the larger test set, and its paired counts against the fine model's."""
+    for name, r in right.items():
+        rows[name]["paired_test"] = dict(canvases_per_digit=canvases_per_digit,
+                                         examples=int(len(r)), error=float(1 - r.mean()))
+        if "fine" in right and name != "fine":
+            counts = paired_counts(right["fine"], r)
+            rows[name]["paired_test"].update(only_fine_right=counts["only_a_right"],
+                                             only_this_right=counts["only_b_right"],
+                                             p_value=counts["p_value"])
+
+
+def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
+                   test_examples_per_digit=None, log=print):
     """Trains each run of `RUNS` with `base` (a TrainConfig); returns the table rows.
 
     With `reuse`, a run whose directory holds a finished run of the same
     config is not trained again: its results are read back (inference speed
     and, for DCNs, `selection_quality` are measured again).
+
+    With `test_examples_per_digit` (cluttered MNIST), every run is also
+    scored on that many test canvases per test digit, the same canvases for
+    all: one canvas per digit leaves a standard error of about half a point
+    at 2% error. Each run's row then also holds the examples only the fine
+    model or only it gets right, with an exact McNemar p-value
+    (`evaluation.exact_mcnemar_p`).
     """
     unknown = [r for r in runs if r not in RUNS]
     if unknown:
         raise ValueError(f"Unknown runs {unknown}; choose from: {', '.join(RUNS)}.")
-    rows = {}
+    if test_examples_per_digit is not None:
+        if base.dataset != "cluttered_mnist":
+            raise ValueError(f"test_examples_per_digit={test_examples_per_digit} applies to "
+                             f"cluttered_mnist only, not {base.dataset!r}.")
+        if (isinstance(test_examples_per_digit, bool) or not isinstance(test_examples_per_digit, int)
+                or test_examples_per_digit < 1):
+            raise ValueError(f"test_examples_per_digit={test_examples_per_digit!r} must be an "
+                             "integer >= 1.")
+    rows, right = {}, {}
     for name in runs:
         config = dataclasses.replace(base, model_dir=os.path.join(out_dir, name), **RUNS[name])
         results = _finished(config) if reuse else None
@@ -139,10 +169,19 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True, lo
         )
         if config.model == "dcn" and config.dataset == "cluttered_mnist":
             rows[name].update(selection_quality(model, config))
+        if test_examples_per_digit is not None:
+            options = dict(dataset_options(config, training=False),
+                           examples_per_digit=test_examples_per_digit)
+            right[name], _, _ = correct_predictions(
+                os.path.join(config.model_dir, "model.keras"), config.dataset, "test", **options)
         if picture and name == "dcn":
             test, _ = load_dataset(config.dataset, "test", **dataset_options(config, training=False))
             images = np.stack([x for x, _ in test.take(6).as_numpy_iterator()])
             save_saliency_picture(model, images, picture)
+        write_json_atomically(os.path.join(out_dir, "comparison.json"),
+                              {"config": base.to_dict(), "rows": rows})
+    if right:
+        _paired_test(rows, right, test_examples_per_digit)
         write_json_atomically(os.path.join(out_dir, "comparison.json"),
                               {"config": base.to_dict(), "rows": rows})
     return rows
@@ -150,18 +189,32 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True, lo
 
 def format_markdown(rows):
     """The comparison as a Markdown table."""
+    paired = [r["paired_test"] for r in rows.values() if "paired_test" in r]
+    extra_head = extra_rule = ""
+    if paired:
+        n = paired[0]["canvases_per_digit"]
+        extra_head = (f" test error % ({n} canvases/digit) | vs fine: only fine right / "
+                      "only this right (p) |")
+        extra_rule = "---|---|"
     lines = ["| model | k | hint weight | test error % | coarse-head error % | MMAC/image | "
-             "images/s (b64) | training time (s) | patches on digit % | digit ink covered % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "images/s (b64) | training time (s) | patches on digit % | digit ink covered % |"
+             + extra_head,
+             "|---|---|---|---|---|---|---|---|---|---|" + extra_rule]
 
     def percent(r, key):
         return f"{100 * r[key]:.2f}" if r.get(key) is not None else "-"
 
     for name, r in rows.items():
         coarse = percent(r, "coarse_test_error")
-        lines.append(
+        line = (
             f"| {name} | {r['num_patches'] or '-'} | "
             f"{'-' if r['hint_weight'] is None else r['hint_weight']} | {100 * r['test_error']:.2f} | "
             f"{coarse} | {r['macs_per_image'] / 1e6:.2f} | {r['images_per_s_b64']:.0f} | "
             f"{r['fit_seconds']:.0f} | {percent(r, 'patches_on_digit')} | {percent(r, 'ink_covered')} |")
+        if paired:
+            t = r.get("paired_test", {})
+            versus = (f"{t['only_fine_right']} / {t['only_this_right']} ({t['p_value']:.3f})"
+                      if "p_value" in t else "-")
+            line += f" {percent(t, 'error')} | {versus} |"
+        lines.append(line)
     return "\n".join(lines)

@@ -56,6 +56,21 @@ def _outcomes(predict, data, batch_size):
     return np.concatenate(right_parts), np.concatenate(keys)
 
 
+def correct_predictions(path, dataset, split="test", batch_size=64, num_patches=None,
+                        **dataset_options):
+    """Which examples of a split a saved model gets right.
+
+    Returns:
+        `(right, keys, info)`: a bool array in the split's order, each
+        example's label (the number's length for SVHN) and the split's
+        `DatasetInfo`. The split is generated the same way on every call, so
+        two models' arrays line up example by example.
+    """
+    predict = _predictor(path, num_patches)
+    data, info = load_dataset(dataset, split, **dataset_options)
+    return (*_outcomes(predict, data, batch_size), info)
+
+
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
                          **dataset_options):
     """Returns `{"error", "examples", "per_class_error", "source"}` for a saved model.
@@ -65,9 +80,8 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     `num_patches`, a `.keras` DCN is run refining that many cells instead of
     the `k` it was trained with.
     """
-    predict = _predictor(path, num_patches)
-    data, info = load_dataset(dataset, split, **dataset_options)
-    right, keys = _outcomes(predict, data, batch_size)
+    right, keys, info = correct_predictions(path, dataset, split, batch_size, num_patches,
+                                            **dataset_options)
     wrong = ~right
     per_class = {int(k): float(wrong[keys == k].mean()) for k in np.unique(keys)}
     return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": per_class,
@@ -103,10 +117,18 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
         "p_value"}`, the last from `exact_mcnemar_p`.
     """
-    predict_a, predict_b = _predictor(path_a, num_patches), _predictor(path_b)
-    data, _ = load_dataset(dataset, split, **dataset_options)
-    right_a, _ = _outcomes(predict_a, data, batch_size)
-    right_b, _ = _outcomes(predict_b, data, batch_size)
+    right_a, _, _ = correct_predictions(path_a, dataset, split, batch_size, num_patches,
+                                        **dataset_options)
+    right_b, _, _ = correct_predictions(path_b, dataset, split, batch_size, **dataset_options)
+    return paired_counts(right_a, right_b)
+
+
+def paired_counts(right_a, right_b):
+    """`compare_saved_models`' result from two models' `right` arrays."""
+    if np.shape(right_a) != np.shape(right_b):
+        raise ValueError(f"The models were scored on different examples: {np.shape(right_a)} vs "
+                         f"{np.shape(right_b)}.")
+    right_a, right_b = np.asarray(right_a, bool), np.asarray(right_b, bool)
     only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
     return {"error_a": float(1 - right_a.mean()), "error_b": float(1 - right_b.mean()),
             "examples": int(len(right_a)), "only_a_right": only_a, "only_b_right": only_b,

@@ -6,6 +6,7 @@ import pytest
 from dcn_keras import comparison
 from dcn_keras import presets
 from dcn_keras.datasets import cluttered_mnist
+from dcn_keras.evaluation import compare_saved_models
 from dcn_keras.training import TrainConfig
 
 
@@ -80,3 +81,38 @@ def test_selection_quality_measures_patches_against_the_digits_ink():
 def test_unknown_run_is_named():
     with pytest.raises(ValueError, match="Unknown runs \\['resnet'\\]"):
         comparison.run_comparison(TrainConfig(), "/tmp/unused", runs=("resnet",))
+
+
+def test_paired_test_scores_every_run_on_the_same_larger_test_set(tmp_path):
+    base = TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=2,
+                       batch_size=8, verbose=0)
+    rows = comparison.run_comparison(base, str(tmp_path), runs=("fine", "dcn"),
+                                     test_examples_per_digit=2, log=lambda *_: None)
+    paths = {name: str(tmp_path / name / "model.keras") for name in rows}
+    expected = compare_saved_models(paths["fine"], paths["dcn"], "cluttered_mnist", "test",
+                                    digits="embedded", examples_per_digit=2)
+    fine, dcn = rows["fine"]["paired_test"], rows["dcn"]["paired_test"]
+    assert fine == dict(canvases_per_digit=2, examples=2000, error=pytest.approx(expected["error_a"]))
+    assert dcn["examples"] == 2000 and dcn["error"] == pytest.approx(expected["error_b"])
+    assert (dcn["only_fine_right"], dcn["only_this_right"]) == (
+        expected["only_a_right"], expected["only_b_right"])
+    assert dcn["p_value"] == pytest.approx(expected["p_value"])
+    saved = json.load(open(tmp_path / "comparison.json"))
+    assert saved["rows"]["dcn"]["paired_test"]["only_fine_right"] == dcn["only_fine_right"]
+    table = comparison.format_markdown(rows).splitlines()
+    assert "test error % (2 canvases/digit)" in table[0]
+    assert table[0].count("|") == table[2].count("|") == table[3].count("|") == 13
+    assert table[2].endswith(f"| {100 * fine['error']:.2f} | - |")
+    assert table[3].endswith(f"| {dcn['only_fine_right']} / {dcn['only_this_right']} "
+                             f"({dcn['p_value']:.3f}) |")
+
+
+@pytest.mark.parametrize("bad,dataset,message", [
+    (0, "cluttered_mnist", "test_examples_per_digit=0 must be an integer >= 1"),
+    (2, "svhn", "test_examples_per_digit=2 applies to cluttered_mnist only, not 'svhn'"),
+])
+def test_bad_test_examples_per_digit_fails_before_any_training(tmp_path, bad, dataset, message):
+    with pytest.raises(ValueError, match=message):
+        comparison.run_comparison(TrainConfig(dataset=dataset), str(tmp_path),
+                                  test_examples_per_digit=bad)
+    assert not any(tmp_path.iterdir())
