@@ -90,14 +90,44 @@ def _fetch(value):
 
 def median_seconds(fn, args, warmup, repeats):
     """Median wall-clock seconds of `fn(*args)` (outputs fetched) after warm-up."""
-    for _ in range(warmup):
-        _fetch(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _fetch(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved_median_seconds({0: (fn, args)}, warmup, repeats, burst=1)[0]
+
+
+def interleaved_median_seconds(calls, warmup, repeats, burst=3):
+    """Median seconds of each of several calls, timed in interleaved rounds.
+
+    Timing one call after another in blocks lets a slow spell of the machine
+    (another process, a frequency change) land on whichever call was being
+    timed, so ratios between calls drift from run to run. Here every round
+    runs each call `burst` times in a row (the order rotates by one each
+    round) and keeps all but the first of them, which re-warms the caches
+    the other calls evicted: the medians describe back-to-back calls, as a
+    server repeating one model sees, under the same machine conditions.
+
+    Args:
+        calls: dict, key -> `(fn, args)`.
+        warmup: int, untimed calls of each before the first round.
+        repeats: int, timed calls of each (rounded up to whole rounds).
+        burst: int, consecutive calls per round; 1 keeps every call.
+
+    Returns:
+        dict, key -> median seconds.
+    """
+    keys, kept = list(calls), max(1, burst - 1)
+    for fn, args in calls.values():
+        for _ in range(warmup):
+            _fetch(fn(*args))
+    times = {key: [] for key in keys}
+    for round_ in range(-(-repeats // kept)):
+        shift = round_ % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            fn, args = calls[key]
+            for call in range(burst):
+                start = time.perf_counter()
+                _fetch(fn(*args))
+                if burst == 1 or call > 0:
+                    times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 def peak_memory_bytes(fn, args):
@@ -174,7 +204,9 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
     `jit_compile=True`); one training step at `train_batch` for the fine
-    model and each DCN. All models share one set of tower weights; the DCNs
+    model and each DCN. The models of one batch size, and the training
+    steps, are timed interleaved (`interleaved_median_seconds`), so their
+    ratios compare like with like. All models share one set of tower weights; the DCNs
     cut their patches with `gather`. With `breakdown`, also `time_parts` of
     each DCN at the largest batch size.
     """
@@ -195,19 +227,26 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
     results = {"preset": preset, "gather": gather, "macs_per_image": macs, "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads}
+    inputs = {batch: tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
+              for batch in batch_sizes}
+    calls = {batch: {} for batch in batch_sizes}
     for name, model in models.items():
         variants = {"graph": inference_fn(model)}
         if xla:
             variants["xla"] = inference_fn(model, jit_compile=True)
         for batch in batch_sizes:
-            x = tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
             for variant, fn in variants.items():
-                seconds = median_seconds(fn, (x,), warmup, repeats)
-                results["inference"][f"{name}/b{batch}/{variant}"] = {
-                    "latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
-                log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
-        x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
-        results["peak_memory_bytes"][name] = peak_memory_bytes(variants["graph"], (x,))
+                calls[batch][f"{name}/b{batch}/{variant}"] = (fn, (inputs[batch],))
+    # One batch size at a time: its models interleaved with each other.
+    for batch in batch_sizes:
+        timed = interleaved_median_seconds(calls[batch], warmup, repeats)
+        for key, seconds in timed.items():
+            results["inference"][key] = {"latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
+            name, _, variant = key.split("/")
+            log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
+    for name in models:  # After the timing: traced and warm.
+        batch = max(batch_sizes)
+        results["peak_memory_bytes"][name] = peak_memory_bytes(*calls[batch][f"{name}/b{batch}/graph"])
 
     if breakdown:
         x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
@@ -222,8 +261,10 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     for k, m in dcns.items():
         m.compile(optimizer="adam")
         trainers[f"dcn_k{k}"] = m
-    for name, model in trainers.items():
-        seconds = median_seconds(_train_step(model), (x, y), warmup, max(5, repeats // 3))
+    timed = interleaved_median_seconds(
+        {name: (_train_step(model), (x, y)) for name, model in trainers.items()},
+        warmup, max(5, repeats // 3))
+    for name, seconds in timed.items():
         results["train_step"][f"{name}/b{train_batch}"] = {
             "step_ms": seconds * 1e3, "images_per_s": train_batch / seconds}
         log(f"dcn_bench: train {name:9s} batch {train_batch} {seconds * 1e3:8.2f} ms/step")
