@@ -5,21 +5,16 @@ import os
 
 import numpy as np
 
-from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.datasets import load_dataset
-from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.models import load_model
 
 
 def _predictor(path, num_patches=None):
     """A function images -> refined probabilities, for .keras or SavedModel."""
     if path.endswith(".keras"):
-        model = keras.models.load_model(path)
-        if num_patches is not None:
-            if not isinstance(model, DynamicCapacityNetwork):
-                raise ValueError(f"num_patches={num_patches} needs a DCN; {path} holds a "
-                                 f"{type(model).__name__}.")
-            model = model.with_num_patches(num_patches)
+        model = load_model(path, num_patches)
+
         def predict(images):
             out = model(images, training=False)
             if isinstance(out, dict) and "probabilities" in out:

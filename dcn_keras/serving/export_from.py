@@ -4,7 +4,8 @@ import glob
 import json
 import os
 
-from dcn_keras.backend import keras
+from dcn_keras.models import load_model
+from dcn_keras.models import with_num_patches
 from dcn_keras.serving.export import export_model
 
 
@@ -13,11 +14,9 @@ def _next_version(base):
     return max(versions, default=0) + 1
 
 
-def _load(source):
+def _load(source, num_patches):
     if source.endswith(".keras"):
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"No .keras file at {source}.")
-        return keras.models.load_model(source)
+        return load_model(source, num_patches)
     config_path = os.path.join(source, "config.json")
     checkpoints = sorted(glob.glob(os.path.join(source, "checkpoints", "epoch_*.weights.h5")))
     if not os.path.isfile(config_path) or not checkpoints:
@@ -30,10 +29,11 @@ def _load(source):
     resolved = json.load(open(config_path))
     model = build_model(TrainConfig(**resolved["config"]), resolved["image_shape"], resolved["preset"])
     model.load_weights(checkpoints[-1])
-    return model
+    return with_num_patches(model, num_patches, source)
 
 
-def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True):
+def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
+                num_patches=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -43,13 +43,15 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         name: str, the model name.
         version: int or None; None takes one more than the newest version.
         xla: bool, add the XLA-compiled `serving_xla` signature.
+        num_patches: int or None; a DCN is exported refining this many
+            cells instead of the `k` it was trained with (None keeps it).
 
     Returns:
         The version directory written.
     """
     if version is not None and (not isinstance(version, int) or version < 1):
         raise ValueError(f"version={version!r} must be an integer >= 1.")
-    model = _load(source)
+    model = _load(source, num_patches)
     base = os.path.join(export_base, name)
     version = version or _next_version(base)
     return export_model(model, os.path.join(base, str(version)), xla=xla)

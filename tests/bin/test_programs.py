@@ -128,3 +128,27 @@ def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
     # The second worker kept its files apart from the chief's.
     assert os.path.exists(os.path.join(run, "workers", "worker_1", "config.json"))
     assert "dcn_train: test test_error=" in outputs[0][0]
+
+
+def test_dcn_export_writes_a_version_with_the_chosen_k_and_names_bad_sources(tmp_path):
+    import tensorflow as tf
+
+    from dcn_keras.backend import keras
+    from tests.helpers import preset_model
+    from tests.helpers import random_images
+
+    preset_model().save(str(tmp_path / "dcn.keras"))
+    done = _run("dcn_export", f"--source={tmp_path / 'dcn.keras'}", f"--export_base={tmp_path}",
+                "--name=m", "--num_patches=4", "--noxla")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"dcn_export: wrote {tmp_path / 'm' / '1'}"
+    served = tf.saved_model.load(str(tmp_path / "m" / "1")).signatures["serving_default"]
+    assert served(images=tf.constant(random_images(1)))["locations"].shape == (1, 4, 2)
+
+    images = keras.Input((100, 100, 1))
+    keras.Model(images, keras.layers.GlobalMaxPooling2D()(images)).save(str(tmp_path / "plain.keras"))
+    bad = _run("dcn_export", f"--source={tmp_path / 'plain.keras'}", f"--export_base={tmp_path}",
+               "--name=m", "--num_patches=4")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "dcn_export: error: num_patches=4 needs a DCN;" in bad.stderr
+    assert sorted(os.listdir(tmp_path / "m")) == ["1"]

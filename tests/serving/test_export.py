@@ -9,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
+from dcn_keras.backend import keras
 from dcn_keras.serving import export_from
 from dcn_keras.serving import export_model
 from dcn_keras.serving import client
@@ -132,6 +133,12 @@ def test_export_from_keras_file_and_training_directory(tmp_path):
     a = tf.saved_model.load(first).signatures["serving_default"](images=tf.constant(images))
     b = tf.saved_model.load(second).signatures["serving_default"](images=tf.constant(images))
     np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-6)
+    # Served with another k: the run's weights, refining 16 cells.
+    third = export_from(str(run), base, "dcn", xla=False, num_patches=16)
+    c = tf.saved_model.load(third).signatures["serving_default"](images=tf.constant(images))
+    assert c["locations"].shape == (2, 16, 2)
+    trained = keras.models.load_model(str(run / "model.keras")).with_num_patches(16)
+    np.testing.assert_allclose(c["probabilities"], trained(images)["probabilities"], atol=1e-6)
     with pytest.raises(FileNotFoundError, match="neither a .keras file nor a training directory"):
         export_from(str(tmp_path), base, "dcn")
 
