@@ -17,6 +17,14 @@ def test_shipped_model_has_the_test_error_the_readme_states():
     assert result["examples"] == 1000
     assert abs(100 * result["error"] - float(stated.group(1))) < 0.05
 
+    stated = re.search(r"5 canvases per test digit .*? error is \*\*([0-9.]+)%\*\* on 5,000", readme,
+                       re.DOTALL)
+    assert stated, "README must state the shipped model's error on 5 canvases per test digit"
+    result = evaluate_saved_model(SHIPPED, "cluttered_mnist", "test", digits="embedded",
+                                  examples_per_digit=5)
+    assert result["examples"] == 5000
+    assert abs(100 * result["error"] - float(stated.group(1))) < 0.05
+
 
 def test_shipped_model_is_small_and_in_serving_layout():
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(SHIPPED) for f in files)
