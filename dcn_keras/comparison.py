@@ -187,6 +187,10 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
     return rows
 
 
+def _p(value):
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def format_markdown(rows):
     """The comparison as a Markdown table."""
     paired = [r["paired_test"] for r in rows.values() if "paired_test" in r]
@@ -213,7 +217,7 @@ def format_markdown(rows):
             f"{r['fit_seconds']:.0f} | {percent(r, 'patches_on_digit')} | {percent(r, 'ink_covered')} |")
         if paired:
             t = r.get("paired_test", {})
-            versus = (f"{t['only_fine_right']} / {t['only_this_right']} ({t['p_value']:.3f})"
+            versus = (f"{t['only_fine_right']} / {t['only_this_right']} ({_p(t['p_value'])})"
                       if "p_value" in t else "-")
             line += f" {percent(t, 'error')} | {versus} |"
         lines.append(line)

@@ -103,8 +103,10 @@ def test_paired_test_scores_every_run_on_the_same_larger_test_set(tmp_path):
     assert "test error % (2 canvases/digit)" in table[0]
     assert table[0].count("|") == table[2].count("|") == table[3].count("|") == 13
     assert table[2].endswith(f"| {100 * fine['error']:.2f} | - |")
-    assert table[3].endswith(f"| {dcn['only_fine_right']} / {dcn['only_this_right']} "
-                             f"({dcn['p_value']:.3f}) |")
+    p = "<0.001" if dcn["p_value"] < 0.001 else f"{dcn['p_value']:.3f}"
+    assert table[3].endswith(f"| {dcn['only_fine_right']} / {dcn['only_this_right']} ({p}) |")
+    rows["dcn"]["paired_test"]["p_value"] = 0.0004
+    assert comparison.format_markdown(rows).splitlines()[3].endswith("(<0.001) |")
 
 
 @pytest.mark.parametrize("bad,dataset,message", [
