@@ -1,4 +1,4 @@
-"""Error and per-class error of a saved model on a dataset split."""
+"""Error of a saved model on a dataset split, per class, and paired against another model."""
 
 import math
 import os

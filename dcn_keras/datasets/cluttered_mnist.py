@@ -116,8 +116,8 @@ def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_dig
         outputs with `return_digit_index=True`, then the split's digits and
         the digit source used (`"tfds"` or `"embedded"`).
     """
-    if isinstance(examples_per_digit, bool) or int(examples_per_digit) != examples_per_digit \
-            or examples_per_digit < 1:
+    if (isinstance(examples_per_digit, bool) or not isinstance(examples_per_digit, (int, np.integer))
+            or examples_per_digit < 1):
         raise ValueError(f"examples_per_digit={examples_per_digit!r} must be an integer >= 1 "
                          "(canvases made per digit).")
     digits, labels, source = load_digits(split, source, data_dir)

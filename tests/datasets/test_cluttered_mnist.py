@@ -138,7 +138,7 @@ def test_more_canvases_per_digit_use_each_digit_that_many_times():
     np.testing.assert_array_equal(np.bincount(index, minlength=len(digits)), 3)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, None, "2"])
 def test_bad_examples_per_digit_is_named(bad):
     with pytest.raises(ValueError, match=f"examples_per_digit={bad!r} must be an integer >= 1"):
         cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=bad)
