@@ -145,10 +145,11 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
         if base.dataset != "cluttered_mnist":
             raise ValueError(f"test_examples_per_digit={test_examples_per_digit} applies to "
                              f"cluttered_mnist only, not {base.dataset!r}.")
-        if (isinstance(test_examples_per_digit, bool) or not isinstance(test_examples_per_digit, int)
-                or test_examples_per_digit < 1):
-            raise ValueError(f"test_examples_per_digit={test_examples_per_digit!r} must be an "
-                             "integer >= 1.")
+        cluttered_mnist.check_examples_per_digit(test_examples_per_digit, "test_examples_per_digit")
+        # Every run is scored on the same canvases: made once here.
+        paired_data, _ = load_dataset(
+            base.dataset, "test", **dict(dataset_options(base, training=False),
+                                         examples_per_digit=test_examples_per_digit))
     rows, right = {}, {}
     for name in runs:
         config = dataclasses.replace(base, model_dir=os.path.join(out_dir, name), **RUNS[name])
@@ -170,10 +171,7 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
         if config.model == "dcn" and config.dataset == "cluttered_mnist":
             rows[name].update(selection_quality(model, config))
         if test_examples_per_digit is not None:
-            options = dict(dataset_options(config, training=False),
-                           examples_per_digit=test_examples_per_digit)
-            right[name], _, _ = correct_predictions(
-                os.path.join(config.model_dir, "model.keras"), config.dataset, "test", **options)
+            right[name] = correct_predictions(model, paired_data)
         if picture and name == "dcn":
             test, _ = load_dataset(config.dataset, "test", **dataset_options(config, training=False))
             images = np.stack([x for x, _ in test.take(6).as_numpy_iterator()])

@@ -10,17 +10,20 @@ from dcn_keras.datasets import load_dataset
 from dcn_keras.models import load_model
 
 
+def _keras_predictor(model):
+    """A function images -> refined probabilities for a loaded DCN or baseline."""
+    def predict(images):
+        out = model(images, training=False)
+        if isinstance(out, dict) and "probabilities" in out:
+            return out["probabilities"]
+        return tf.nn.softmax(out)  # A baseline returns logits.
+    return predict
+
+
 def _predictor(path, num_patches=None):
     """A function images -> refined probabilities, for .keras or SavedModel."""
     if path.endswith(".keras"):
-        model = load_model(path, num_patches)
-
-        def predict(images):
-            out = model(images, training=False)
-            if isinstance(out, dict) and "probabilities" in out:
-                return out["probabilities"]
-            return tf.nn.softmax(out)  # A baseline returns logits.
-        return predict
+        return _keras_predictor(load_model(path, num_patches))
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         if num_patches is not None:
             raise ValueError(f"num_patches={num_patches} needs a .keras DCN; a SavedModel's k is "
@@ -51,19 +54,17 @@ def _outcomes(predict, data, batch_size):
     return np.concatenate(right_parts), np.concatenate(keys)
 
 
-def correct_predictions(path, dataset, split="test", batch_size=64, num_patches=None,
-                        **dataset_options):
-    """Which examples of a split a saved model gets right.
+def correct_predictions(model, data, batch_size=64):
+    """Which examples of `data` (an unbatched `(image, label)` dataset) a loaded model gets right.
+
+    `model` is a Keras DCN or baseline, already in memory. Datasets built by
+    `load_dataset` with the same options hold the same examples in the same
+    order, so two models' arrays line up example by example.
 
     Returns:
-        `(right, keys, info)`: a bool array in the split's order, each
-        example's label (the number's length for SVHN) and the split's
-        `DatasetInfo`. The split is generated the same way on every call, so
-        two models' arrays line up example by example.
+        A bool array, one entry per example.
     """
-    predict = _predictor(path, num_patches)
-    data, info = load_dataset(dataset, split, **dataset_options)
-    return (*_outcomes(predict, data, batch_size), info)
+    return _outcomes(_keras_predictor(model), data, batch_size)[0]
 
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
@@ -75,8 +76,9 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     `num_patches`, a `.keras` DCN is run refining that many cells instead of
     the `k` it was trained with.
     """
-    right, keys, info = correct_predictions(path, dataset, split, batch_size, num_patches,
-                                            **dataset_options)
+    predict = _predictor(path, num_patches)
+    data, info = load_dataset(dataset, split, **dataset_options)
+    right, keys = _outcomes(predict, data, batch_size)
     wrong = ~right
     per_class = {int(k): float(wrong[keys == k].mean()) for k in np.unique(keys)}
     return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": per_class,
@@ -112,9 +114,10 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
         "p_value"}`, the last from `exact_mcnemar_p`.
     """
-    right_a, _, _ = correct_predictions(path_a, dataset, split, batch_size, num_patches,
-                                        **dataset_options)
-    right_b, _, _ = correct_predictions(path_b, dataset, split, batch_size, **dataset_options)
+    predict_a, predict_b = _predictor(path_a, num_patches), _predictor(path_b)
+    data, _ = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
+    right_a, _ = _outcomes(predict_a, data, batch_size)
+    right_b, _ = _outcomes(predict_b, data, batch_size)
     return paired_counts(right_a, right_b)
 
 

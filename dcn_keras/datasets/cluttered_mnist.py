@@ -104,6 +104,12 @@ def load_digits(split, source="auto", data_dir=None):
     return (*embedded_digits(split), "embedded")
 
 
+def check_examples_per_digit(value, name="examples_per_digit"):
+    """Raises a `ValueError` naming `value` unless it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}={value!r} must be an integer >= 1 (canvases made per digit).")
+
+
 def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_digit=1,
                    canvas_size=100, num_distractors=8):
     """The canvases of one split, as `load_dataset("cluttered_mnist", ...)` serves them.
@@ -116,10 +122,7 @@ def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_dig
         outputs with `return_digit_index=True`, then the split's digits and
         the digit source used (`"tfds"` or `"embedded"`).
     """
-    if (isinstance(examples_per_digit, bool) or not isinstance(examples_per_digit, (int, np.integer))
-            or examples_per_digit < 1):
-        raise ValueError(f"examples_per_digit={examples_per_digit!r} must be an integer >= 1 "
-                         "(canvases made per digit).")
+    check_examples_per_digit(examples_per_digit)
     digits, labels, source = load_digits(split, source, data_dir)
     canvases = make_canvases(
         digits, labels, num_images=len(digits) * examples_per_digit, canvas_size=canvas_size,
