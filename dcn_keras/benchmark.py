@@ -14,15 +14,15 @@ from dcn_keras.models import DynamicCapacityNetwork
 
 
 def _layer_macs(layer, in_shape, out_shape):
-    name = type(layer).__name__
-    if name in ("Conv2D", "Conv1D", "Conv3D"):
+    kl = keras.layers
+    if isinstance(layer, (kl.Conv1D, kl.Conv2D, kl.Conv3D)):  # Subclasses too.
         kernel = np.prod(layer.kernel_size)
         return int(np.prod(out_shape[1:]) * kernel * in_shape[-1] // layer.groups)
-    if name == "DepthwiseConv2D":
+    if isinstance(layer, kl.DepthwiseConv2D):
         return int(np.prod(out_shape[1:]) * np.prod(layer.kernel_size))
-    if name == "Conv2DTranspose":
+    if isinstance(layer, kl.Conv2DTranspose):
         return int(np.prod(in_shape[1:]) * np.prod(layer.kernel_size) * layer.filters)
-    if name == "Dense":
+    if isinstance(layer, kl.Dense):
         return int(np.prod(in_shape[1:]) * layer.units)
     return 0  # Pooling, activations, reshapes: no multiply-adds.
 
