@@ -140,11 +140,29 @@ def peak_memory_bytes(fn, args):
         return None  # Not reported by this TensorFlow build.
 
 
-def inference_fn(model, jit_compile=False):
-    """`tf.function` images -> refined probabilities (a DCN) or logits (a baseline)."""
+def inference_fn(model, jit_compile=False, batch_splits=1):
+    """`tf.function` images -> refined probabilities (a DCN) or logits (a baseline).
+
+    With `batch_splits` > 1, a batch of known size is cut into that many
+    near-equal slices (at most one per image) whose forward passes share no
+    ops, so TensorFlow's inter-op pool runs them side by side, as a server
+    runs concurrent requests; the outputs are concatenated in order.
+    """
     if isinstance(model, DynamicCapacityNetwork):
-        return tf.function(lambda x: model(x, training=False)["probabilities"], jit_compile=jit_compile)
-    return tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+        def one(x):
+            return model(x, training=False)["probabilities"]
+    else:
+        def one(x):
+            return model(x, training=False)
+
+    def call(x):
+        pieces = min(batch_splits, x.shape[0] or 1)
+        if pieces <= 1:
+            return one(x)
+        sizes = [len(s) for s in np.array_split(np.arange(x.shape[0]), pieces)]
+        return tf.concat([one(part) for part in tf.split(x, sizes)], axis=0)
+
+    return tf.function(call, jit_compile=jit_compile)
 
 
 def configure_threads(intra_op=0, inter_op=0):
@@ -199,7 +217,7 @@ def _train_step(model):
 
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
-                  breakdown=False, log=print):
+                  breakdown=False, batch_splits=1, log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
@@ -208,8 +226,12 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     steps, are timed interleaved (`interleaved_median_seconds`), so their
     ratios compare like with like. All models share one set of tower weights; the DCNs
     cut their patches with `gather`. With `breakdown`, also `time_parts` of
-    each DCN at the largest batch size.
+    each DCN at the largest batch size. With `batch_splits` > 1 every
+    model's inference batch is cut into slices run side by side (see
+    `inference_fn`); training steps are not split.
     """
+    if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
+        raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
     dcns = {k: DynamicCapacityNetwork(
@@ -226,14 +248,15 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
     results = {"preset": preset, "gather": gather, "macs_per_image": macs, "inference": {}, "train_step": {},
-               "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads}
+               "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
+               "batch_splits": batch_splits}
     inputs = {batch: tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
               for batch in batch_sizes}
     calls = {batch: {} for batch in batch_sizes}
     for name, model in models.items():
-        variants = {"graph": inference_fn(model)}
+        variants = {"graph": inference_fn(model, batch_splits=batch_splits)}
         if xla:
-            variants["xla"] = inference_fn(model, jit_compile=True)
+            variants["xla"] = inference_fn(model, jit_compile=True, batch_splits=batch_splits)
         for batch in batch_sizes:
             for variant, fn in variants.items():
                 calls[batch][f"{name}/b{batch}/{variant}"] = (fn, (inputs[batch],))

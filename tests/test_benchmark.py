@@ -3,12 +3,15 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dcn_keras import bench_report
 from dcn_keras import benchmark
+from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from tests.helpers import preset_model
+from tests.helpers import random_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,13 +61,31 @@ def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
+    keras.utils.set_random_seed(0)
+    dcn = preset_model(num_patches=3)
+    images = tf.constant(random_images(5, seed=3))
+    for model in (dcn, dcn.fine_only_model()):
+        whole = benchmark.inference_fn(model)(images)
+        for splits in (2, 3, 8):  # Uneven slices; more splits than images.
+            fn = benchmark.inference_fn(model, batch_splits=splits)
+            np.testing.assert_allclose(fn(images), whole, rtol=1e-5, atol=1e-6)
+            graph = fn.get_concrete_function(images).graph
+            convolutions = [op for op in graph.get_operations() if op.type == "Conv2D"]
+            unsplit = [op for op in benchmark.inference_fn(model).get_concrete_function(
+                images).graph.get_operations() if op.type == "Conv2D"]
+            assert len(convolutions) == min(splits, 5) * len(unsplit)
+    with pytest.raises(ValueError, match=r"--batch_splits=0 is not valid; it must be an integer >= 1"):
+        benchmark.run_benchmark(batch_splits=0)
+
+
 @pytest.mark.slow
 def test_dcn_bench_program_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bin", "dcn_bench"), "--k=2", "--batch_sizes=1",
          "--train_batch=2", "--warmup=1", "--repeats=1", "--noxla", "--intra_op_threads=1",
-         "--inter_op_threads=2", f"--json={out}"],
+         "--inter_op_threads=2", "--batch_splits=2", f"--json={out}"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -72,6 +93,7 @@ def test_dcn_bench_program_writes_json(tmp_path):
     written = json.loads(out.read_text())
     assert written["macs_per_image"]["dcn_k2"] > 0
     assert written["threads"] == {"intra_op": 1, "inter_op": 2}
+    assert written["batch_splits"] == 2
 
 
 def test_thread_pools_cannot_change_once_tensorflow_runs():
@@ -86,6 +108,7 @@ def test_thread_pools_cannot_change_once_tensorflow_runs():
     ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped."),
     ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
     ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),
+    ("--batch_splits=0", "--batch_splits=0 is not valid; it must be an integer >= 1."),
 ])
 def test_dcn_bench_rejects_bad_flags(flag, message):
     done = subprocess.run(
