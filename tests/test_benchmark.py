@@ -65,16 +65,17 @@ def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
     keras.utils.set_random_seed(0)
     dcn = preset_model(num_patches=3)
     images = tf.constant(random_images(5, seed=3))
+    def convolutions(fn):
+        graph = fn.get_concrete_function(images).graph
+        return [op for op in graph.get_operations() if op.type == "Conv2D"]
+
     for model in (dcn, dcn.fine_only_model()):
-        whole = benchmark.inference_fn(model)(images)
+        unsplit = benchmark.inference_fn(model)
+        whole, unsplit_convolutions = unsplit(images), convolutions(unsplit)
         for splits in (2, 3, 8):  # Uneven slices; more splits than images.
             fn = benchmark.inference_fn(model, batch_splits=splits)
             np.testing.assert_allclose(fn(images), whole, rtol=1e-5, atol=1e-6)
-            graph = fn.get_concrete_function(images).graph
-            convolutions = [op for op in graph.get_operations() if op.type == "Conv2D"]
-            unsplit = [op for op in benchmark.inference_fn(model).get_concrete_function(
-                images).graph.get_operations() if op.type == "Conv2D"]
-            assert len(convolutions) == min(splits, 5) * len(unsplit)
+            assert len(convolutions(fn)) == min(splits, 5) * len(unsplit_convolutions)
     with pytest.raises(ValueError, match=r"--batch_splits=0 is not valid; it must be an integer >= 1"):
         benchmark.run_benchmark(batch_splits=0)
 
