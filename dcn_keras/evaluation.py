@@ -7,11 +7,33 @@ import numpy as np
 
 from dcn_keras.backend import tf
 from dcn_keras.datasets import load_dataset
+from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
 
+UNREFINED = ("coarse", "blank")
 
-def _keras_predictor(model):
+
+def blank_filled_logits(dcn, images):
+    """A DCN's refined logits with every unrefined cell blank instead of coarse.
+
+    The `k` cells the DCN selects hold their fine vectors as usual; every
+    other cell holds the fine tower's vector for an empty (all-zero) patch,
+    as if the rest of the image were blank. The error this gives is what the
+    `k` patches alone tell the top network; the gap to the DCN's own error is
+    what its coarse cells add.
+    """
+    out = dcn.forward(images)
+    height, width = dcn.geometry.patch_size
+    blank = dcn.fine(tf.zeros([1, height, width, dcn.image_shape[-1]], images.dtype))
+    grid = tf.zeros_like(out["grid"]) + tf.reshape(blank, [1, 1, 1, -1])
+    return dcn.top(dcn.cell_scatter(grid, out["locations"], out["fine_vectors"]))
+
+
+def _keras_predictor(model, unrefined="coarse"):
     """A function images -> refined probabilities for a loaded DCN or baseline."""
+    if unrefined == "blank":
+        return lambda images: tf.nn.softmax(blank_filled_logits(model, tf.convert_to_tensor(images)))
+
     def predict(images):
         out = model(images, training=False)
         if isinstance(out, dict) and "probabilities" in out:
@@ -20,11 +42,19 @@ def _keras_predictor(model):
     return predict
 
 
-def _predictor(path, num_patches=None):
+def _predictor(path, num_patches=None, unrefined="coarse"):
     """A function images -> refined probabilities, for .keras or SavedModel."""
+    if unrefined not in UNREFINED:
+        raise ValueError(f"unrefined={unrefined!r} is not one of {', '.join(UNREFINED)}.")
     if path.endswith(".keras"):
-        return _keras_predictor(load_model(path, num_patches))
+        model = load_model(path, num_patches)
+        if unrefined != "coarse" and not isinstance(model, DynamicCapacityNetwork):
+            raise ValueError(f"unrefined={unrefined!r} needs a DCN; {path} holds a "
+                             f"{type(model).__name__}.")
+        return _keras_predictor(model, unrefined)
     if os.path.exists(os.path.join(path, "saved_model.pb")):
+        if unrefined != "coarse":
+            raise ValueError(f"unrefined={unrefined!r} needs a .keras DCN, not the SavedModel {path}.")
         if num_patches is not None:
             raise ValueError(f"num_patches={num_patches} needs a .keras DCN; a SavedModel's k is "
                              f"fixed at export ({path}).")
@@ -68,15 +98,16 @@ def correct_predictions(model, data, batch_size=64):
 
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
-                         **dataset_options):
+                         unrefined="coarse", **dataset_options):
     """Returns `{"error", "examples", "per_class_error", "source"}` for a saved model.
 
     Multi-head models (SVHN) count an example as right only when every head
     is; `per_class_error` is then keyed by the number's length. With
     `num_patches`, a `.keras` DCN is run refining that many cells instead of
-    the `k` it was trained with.
+    the `k` it was trained with; with `unrefined="blank"`, its unrefined
+    cells are blank (`blank_filled_logits`).
     """
-    predict = _predictor(path, num_patches)
+    predict = _predictor(path, num_patches, unrefined)
     data, info = load_dataset(dataset, split, **dataset_options)
     right, keys = _outcomes(predict, data, batch_size)
     wrong = ~right
@@ -103,18 +134,19 @@ def exact_mcnemar_p(only_a_right, only_b_right):
 
 
 def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, num_patches=None,
-                         **dataset_options):
+                         unrefined="coarse", **dataset_options):
     """Paired comparison of two saved models on the same examples.
 
     Two errors measured on one test set differ by chance; the examples only
     one model gets right say whether the difference is real. With
-    `num_patches`, model A (a `.keras` DCN) refines that many cells.
+    `num_patches`, model A (a `.keras` DCN) refines that many cells, and
+    with `unrefined`, fills the others so.
 
     Returns:
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
         "p_value"}`, the last from `exact_mcnemar_p`.
     """
-    predict_a, predict_b = _predictor(path_a, num_patches), _predictor(path_b)
+    predict_a, predict_b = _predictor(path_a, num_patches, unrefined), _predictor(path_b)
     data, _ = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
     right_a, _ = _outcomes(predict_a, data, batch_size)
     right_b, _ = _outcomes(predict_b, data, batch_size)

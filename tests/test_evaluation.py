@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 
 from dcn_keras.backend import keras
+from dcn_keras.backend import tf
 from dcn_keras.datasets import cluttered_mnist
+from dcn_keras.evaluation import blank_filled_logits
 from dcn_keras.evaluation import compare_saved_models
 from dcn_keras.evaluation import evaluate_saved_model
 from dcn_keras.evaluation import exact_mcnemar_p
+from tests.helpers import preset_model
+from tests.helpers import random_images
 
 
 def test_exact_mcnemar_p_is_twice_the_binomial_tail():
@@ -48,3 +52,36 @@ def test_paired_comparison_counts_the_examples_only_one_model_gets_right(tmp_pat
     same = compare_saved_models(zeros, zeros, "cluttered_mnist", "test", digits="embedded")
     assert (same["only_a_right"], same["only_b_right"], same["p_value"]) == (0, 0, 1.0)
     assert not math.isnan(same["error_a"]) and same["examples"] == 1000
+
+
+def test_blank_filled_logits_keep_the_selected_fine_vectors_and_blank_the_rest():
+    dcn = preset_model(num_patches=8)
+    rng = np.random.default_rng(1)
+    for layer in dcn.fine.layers:  # Zero biases would make the blank vector zero.
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.uniform(0.01, 0.1, layer.bias.shape))
+    images = tf.constant(random_images(3))
+    out = dcn.forward(images)
+    blank = dcn.fine(tf.zeros([1, *dcn.geometry.patch_size, 1])).numpy().reshape(-1)
+    assert np.any(blank > 0)
+    grid = np.tile(blank, (3, *dcn.geometry.grid_shape, 1))
+    for b, cells in enumerate(out["locations"].numpy()):
+        for (row, col), vector in zip(cells, out["fine_vectors"].numpy()[b]):
+            grid[b, row, col] = vector
+    np.testing.assert_allclose(blank_filled_logits(dcn, images), dcn.top(grid), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(blank_filled_logits(dcn, images), out["logits"], atol=1e-3)
+
+    # Every cell refined: nothing is left to fill, so the DCN's own logits.
+    everything = dcn.with_num_patches(int(np.prod(dcn.geometry.grid_shape)))
+    np.testing.assert_allclose(blank_filled_logits(everything, images), everything.forward(images)["logits"],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_unrefined_blank_is_checked(tmp_path):
+    options = dict(digits="embedded")
+    with pytest.raises(ValueError, match="unrefined='empty' is not one of coarse, blank"):
+        evaluate_saved_model(_always(0, tmp_path / "zeros.keras"), "cluttered_mnist", unrefined="empty", **options)
+    with pytest.raises(ValueError, match="unrefined='blank' needs a DCN; .*zeros.keras holds a Functional"):
+        evaluate_saved_model(str(tmp_path / "zeros.keras"), "cluttered_mnist", unrefined="blank", **options)
+    with pytest.raises(ValueError, match="unrefined='blank' needs a .keras DCN, not the SavedModel"):
+        evaluate_saved_model("saved_models/cluttered_mnist_dcn/1", "cluttered_mnist", unrefined="blank", **options)

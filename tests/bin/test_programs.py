@@ -55,6 +55,9 @@ def test_dcn_train_then_dcn_eval_end_to_end(tmp_path):
     more = _run("dcn_eval", f"--model_path={run}/model.keras", "--digits=embedded", "--num_patches=16")
     assert more.returncode == 0, more.stderr[-3000:]
     assert more.stdout.startswith("cluttered_mnist test") and "on 1000 examples" in more.stdout
+    blank = _run("dcn_eval", f"--model_path={run}/model.keras", "--digits=embedded", "--unrefined=blank")
+    assert blank.returncode == 0, blank.stderr[-3000:]
+    assert blank.stdout.startswith("cluttered_mnist test") and "on 1000 examples" in blank.stdout
     fixed = _run("dcn_eval", f"--model_path={run}/export/1", "--digits=embedded", "--num_patches=16")
     assert fixed.returncode == 2 and "Traceback" not in fixed.stderr
     assert "num_patches=16 needs a .keras DCN; a SavedModel's k is fixed at export" in fixed.stderr
@@ -74,6 +77,8 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags():
         (["--dataset=svhn", "--examples_per_digit=2"],
          "--examples_per_digit=2 applies to cluttered_mnist only, not --dataset=svhn."),
         (["--examples_per_digit=0"], "examples_per_digit=0 must be an integer >= 1"),
+        (["--unrefined=blank"], "unrefined='blank' needs a .keras DCN, not the SavedModel"),
+        (["--unrefined=empty"], "unrefined='empty' is not one of coarse, blank."),
     ]:
         done = _run("dcn_eval", f"--model_path={shipped}", "--digits=embedded", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
