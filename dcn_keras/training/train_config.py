@@ -63,6 +63,9 @@ class TrainConfig:
         svhn_crop: str, SVHN preprocessing: `"whole"` image or Goodfellow's
             `"goodfellow"` crop.
         verbose: str or int, Keras progress output (`"auto"`, 0, 1, 2).
+        init_from: str or None, a `.keras` model (a DCN or a baseline) whose
+            coarse tower, fine tower and top network start this run wherever
+            it has them (`trainer.initialize_from`). Defaults to None.
     """
 
     dataset: str = "cluttered_mnist"
@@ -86,6 +89,7 @@ class TrainConfig:
     examples_per_digit: int = 4
     svhn_crop: str = "whole"
     verbose: object = "auto"
+    init_from: Optional[str] = None
 
     def __post_init__(self):
         _check_choice("dataset", self.dataset, sorted(DATASETS))
@@ -110,6 +114,8 @@ class TrainConfig:
                 f"--strategy=multi_worker trains --model=dcn only (got --model={self.model}): "
                 "Keras 3 fit of a plain Keras model fails under MultiWorkerMirroredStrategy "
                 "(keras-team/keras#20585).")
+        if self.init_from is not None and not str(self.init_from).endswith(".keras"):
+            raise ValueError(f"--init_from={self.init_from!r} is not valid; it must name a .keras file.")
         if not self.model_dir:
             raise ValueError("--model_dir must name a directory.")
 

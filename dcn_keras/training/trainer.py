@@ -16,6 +16,7 @@ from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.serving import export_model
 
 _NUM_LOGGED_IMAGES = 4
+_PARTS = ("coarse", "fine", "top")
 
 
 def make_strategy(name):
@@ -107,6 +108,42 @@ def build_model(config, image_shape, preset, total_steps=None):
     return model
 
 
+def initialize_from(model, path):
+    """Copies into `model` the sub-networks a saved model shares with it.
+
+    Each of the coarse tower, fine tower and top network (found by name, as
+    the presets build them) that both models have is copied, so a DCN can
+    start from a trained fine model (its fine tower and top) or another DCN.
+
+    Returns:
+        The names of the sub-networks copied, in `("coarse", "fine", "top")` order.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: the two share none of them, or a shared one's weights
+            have other shapes.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--init_from={path}: no such file.")
+    source = keras.models.load_model(path, compile=False)
+    copied = []
+    for part in _PARTS:
+        try:
+            src, dst = source.get_layer(part), model.get_layer(part)
+        except ValueError:
+            continue
+        src_shapes = [tuple(w.shape) for w in src.weights]
+        dst_shapes = [tuple(w.shape) for w in dst.weights]
+        if src_shapes != dst_shapes:
+            raise ValueError(f"--init_from={path}: its {part!r} has weights of shapes {src_shapes}, "
+                             f"this model's {dst_shapes}.")
+        dst.set_weights(src.get_weights())
+        copied.append(part)
+    if not copied:
+        raise ValueError(f"--init_from={path} has no {', '.join(_PARTS)} network in common with this model.")
+    return copied
+
+
 def _errors(model, dataset, config):
     result = model.evaluate(dataset, verbose=0, return_dict=True)
     errors = {"test_error": 1.0 - float(result["accuracy"])}
@@ -137,6 +174,9 @@ def train(config, callbacks=(), print_fn=print):
     with strategy.scope():
         model = build_model(config, info.image_shape, info.preset,
                             total_steps=config.epochs * steps_per_epoch(config, info.num_examples))
+        if config.init_from:
+            copied = initialize_from(model, config.init_from)
+            print_fn(f"dcn_train: {', '.join(copied)} initialized from {config.init_from}")
     resolved = {"config": config.to_dict(), "preset": config.preset or info.preset,
                 "image_shape": list(info.image_shape), "replicas": strategy.num_replicas_in_sync}
     if config.model == "dcn":

@@ -91,6 +91,7 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags():
         (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped."),
         (["--batch_size=0"], "--batch_size=0 is not valid; it must be an integer >= 1."),
         (["--num_patches=1000", *QUICK], "num_patches=1000 must be an int in [1, 529]"),
+        (["--init_from=runs/none.keras", *QUICK], "--init_from=runs/none.keras: no such file."),
         (["--dataset=svhn", "--data_dir=/nonexistent/svhn"], "missing"),
     ],
 )

@@ -7,8 +7,12 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from dcn_keras.backend import keras
+from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.presets import cluttered_mnist_towers
 from dcn_keras.training import TrainConfig
 from dcn_keras.training import train
+from dcn_keras.training.trainer import initialize_from
+from tests.helpers import preset_model
 
 
 def _config(tmp_path, **overrides):
@@ -114,6 +118,7 @@ def test_baselines_train_and_report_their_error(tmp_path, model):
         (dict(model="resnet"), "--model='resnet'.*dcn, fine, coarse"),
         (dict(hint_weight=-0.5), "--hint_weight=-0.5"),
         (dict(lr_schedule="step"), "--lr_schedule='step'.*constant, cosine"),
+        (dict(init_from="runs/dcn/export/1"), "--init_from='runs/dcn/export/1'.*a .keras file"),
     ],
 )
 def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, message):
@@ -146,3 +151,50 @@ def test_multi_digit_svhn_trains_evaluates_and_exports_per_head(tmp_path):
     assert evaluated["examples"] == 2
     assert abs(evaluated["error"] - results["test_error"]) < 1e-6
     assert set(evaluated["per_class_error"]) == {1, 2}  # keyed by number length
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def test_initialize_from_copies_the_networks_both_models_have(tmp_path):
+    keras.utils.set_random_seed(1)
+    trained = preset_model()
+    trained.fine_only_model().save(tmp_path / "fine.keras")
+    trained.save(tmp_path / "dcn.keras")
+    keras.utils.set_random_seed(2)
+    dcn = preset_model()
+    coarse_before = dcn.coarse.get_weights()
+    assert not _same(dcn.fine, trained.fine) and not _same(dcn.top, trained.top)
+
+    assert initialize_from(dcn, str(tmp_path / "fine.keras")) == ["fine", "top"]
+    assert _same(dcn.fine, trained.fine) and _same(dcn.top, trained.top)
+    assert all(np.array_equal(x, y) for x, y in zip(dcn.coarse.get_weights(), coarse_before))
+    assert initialize_from(dcn, str(tmp_path / "dcn.keras")) == ["coarse", "fine", "top"]
+    assert _same(dcn.coarse, trained.coarse)
+    fine_model = preset_model().fine_only_model()
+    assert initialize_from(fine_model, str(tmp_path / "dcn.keras")) == ["fine", "top"]
+    assert _same(fine_model.get_layer("fine"), trained.fine)
+
+
+def test_initialize_from_names_what_does_not_fit(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--init_from=.*nothing.keras: no such file"):
+        initialize_from(preset_model(), str(tmp_path / "nothing.keras"))
+    images = keras.Input((100, 100, 1))
+    keras.Model(images, keras.layers.Dense(10)(keras.layers.Flatten()(images))).save(tmp_path / "other.keras")
+    with pytest.raises(ValueError, match="other.keras has no coarse, fine, top network in common"):
+        initialize_from(preset_model(), str(tmp_path / "other.keras"))
+    narrow = DynamicCapacityNetwork(**cluttered_mnist_towers(features=16), image_shape=(100, 100, 1))
+    narrow.save(tmp_path / "narrow.keras")
+    with pytest.raises(ValueError, match=r"narrow.keras: its 'coarse' has weights of shapes \[.*16"):
+        initialize_from(preset_model(), str(tmp_path / "narrow.keras"))
+
+
+def test_a_run_starts_from_init_from_and_records_it(tmp_path):
+    preset_model().fine_only_model().save(tmp_path / "fine.keras")
+    lines = []
+    train(_config(tmp_path, epochs=1, steps_per_epoch=1, init_from=str(tmp_path / "fine.keras")),
+          print_fn=lines.append)
+    assert f"dcn_train: fine, top initialized from {tmp_path / 'fine.keras'}" in lines
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert resolved["config"]["init_from"] == str(tmp_path / "fine.keras")
