@@ -9,6 +9,7 @@ from dcn_keras.backend import tf
 from dcn_keras.datasets import load_dataset
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
+from dcn_keras.models.objective import probabilities
 
 UNREFINED = ("coarse", "blank")
 
@@ -32,7 +33,7 @@ def blank_filled_logits(dcn, images):
 def _keras_predictor(model, unrefined="coarse"):
     """A function images -> refined probabilities for a loaded DCN or baseline."""
     if unrefined == "blank":
-        return lambda images: tf.nn.softmax(blank_filled_logits(model, tf.convert_to_tensor(images)))
+        return lambda images: probabilities(blank_filled_logits(model, tf.convert_to_tensor(images)))
 
     def predict(images):
         out = model(images, training=False)

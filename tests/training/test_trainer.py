@@ -151,6 +151,9 @@ def test_multi_digit_svhn_trains_evaluates_and_exports_per_head(tmp_path):
     assert evaluated["examples"] == 2
     assert abs(evaluated["error"] - results["test_error"]) < 1e-6
     assert set(evaluated["per_class_error"]) == {1, 2}  # keyed by number length
+    blank = evaluate_saved_model(str(tmp_path / "run" / "model.keras"), "svhn", "test",
+                                 data_dir=str(data_dir), unrefined="blank")  # Every head blank-filled.
+    assert blank["examples"] == 2 and 0.0 <= blank["error"] <= 1.0
 
 
 def _same(a, b):
