@@ -3,6 +3,7 @@
 import json
 import os
 import time
+import zipfile
 
 import numpy as np
 
@@ -108,6 +109,13 @@ def build_model(config, image_shape, preset, total_steps=None):
     return model
 
 
+def _check_model_file(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--init_from={path}: no such file.")
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found".
+        raise ValueError(f"--init_from={path} is not a .keras model (not a zip archive).")
+
+
 def initialize_from(model, path):
     """Copies into `model` the sub-networks a saved model shares with it.
 
@@ -123,8 +131,7 @@ def initialize_from(model, path):
         ValueError: the two share none of them, or a shared one's weights
             have other shapes.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--init_from={path}: no such file.")
+    _check_model_file(path)
     source = keras.models.load_model(path, compile=False)
     copied = []
     for part in _PARTS:
@@ -159,6 +166,8 @@ def train(config, callbacks=(), print_fn=print):
     interrupted. Returns a dict of results (also written to
     `model_dir/results.json`).
     """
+    if config.init_from:
+        _check_model_file(config.init_from)  # Before minutes of data loading.
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
     is_chief, worker = _task()

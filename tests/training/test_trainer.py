@@ -183,6 +183,9 @@ def test_initialize_from_copies_the_networks_both_models_have(tmp_path):
 def test_initialize_from_names_what_does_not_fit(tmp_path):
     with pytest.raises(FileNotFoundError, match="--init_from=.*nothing.keras: no such file"):
         initialize_from(preset_model(), str(tmp_path / "nothing.keras"))
+    (tmp_path / "junk.keras").write_text("not a zip")
+    with pytest.raises(ValueError, match="--init_from=.*junk.keras is not a .keras model"):
+        initialize_from(preset_model(), str(tmp_path / "junk.keras"))
     images = keras.Input((100, 100, 1))
     keras.Model(images, keras.layers.Dense(10)(keras.layers.Flatten()(images))).save(tmp_path / "other.keras")
     with pytest.raises(ValueError, match="other.keras has no coarse, fine, top network in common"):
@@ -201,3 +204,10 @@ def test_a_run_starts_from_init_from_and_records_it(tmp_path):
     assert f"dcn_train: fine, top initialized from {tmp_path / 'fine.keras'}" in lines
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resolved["config"]["init_from"] == str(tmp_path / "fine.keras")
+
+
+def test_a_missing_init_from_fails_before_the_data_is_loaded(tmp_path):
+    lines = []
+    with pytest.raises(FileNotFoundError, match="none.keras: no such file"):
+        train(_config(tmp_path, init_from=str(tmp_path / "none.keras")), print_fn=lines.append)
+    assert lines == []  # The data line comes first once loading has begun.
