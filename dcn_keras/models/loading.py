@@ -1,6 +1,7 @@
 """Loads a saved `.keras` model, optionally as a DCN refining another number of cells."""
 
 import os
+import zipfile
 
 from dcn_keras.backend import keras
 from dcn_keras.models.dynamic_capacity_network import DynamicCapacityNetwork
@@ -18,11 +19,14 @@ def load_model(path, num_patches=None):
 
     Raises:
         FileNotFoundError: no file at `path`.
-        ValueError: `num_patches` is given but `path` holds no DCN, or it is
-            out of range for the DCN's grid.
+        ValueError: the file is not a `.keras` archive, or `num_patches` is
+            given but `path` holds no DCN, or it is out of range for the
+            DCN's grid.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No .keras file at {path}.")
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found".
+        raise ValueError(f"{path} is not a .keras model (not a zip archive).")
     model = keras.models.load_model(path)
     return with_num_patches(model, num_patches, path)
 
