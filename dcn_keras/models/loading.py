@@ -23,12 +23,27 @@ def load_model(path, num_patches=None):
             given but `path` holds no DCN, or it is out of range for the
             DCN's grid.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No .keras file at {path}.")
-    if not zipfile.is_zipfile(path):  # Keras would call it "File not found".
-        raise ValueError(f"{path} is not a .keras model (not a zip archive).")
+    check_keras_file(path)
     model = keras.models.load_model(path)
     return with_num_patches(model, num_patches, path)
+
+
+def check_keras_file(path, name=None):
+    """Raises unless `path` is a file that can be a `.keras` model (a zip archive).
+
+    Keras itself reports a file that is not a zip as "File not found".
+    `name` is how the messages call the file (e.g. `"--init_from=PATH"`,
+    the flag that gave it); it defaults to `path`.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: the file is not a zip archive.
+    """
+    name = path if name is None else name
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no such file.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{name} is not a .keras model (not a zip archive).")
 
 
 def with_num_patches(model, num_patches, source):

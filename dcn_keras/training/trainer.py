@@ -3,7 +3,6 @@
 import json
 import os
 import time
-import zipfile
 
 import numpy as np
 
@@ -14,6 +13,7 @@ from dcn_keras.datasets import load_dataset
 from dcn_keras.io_utils import save_keras_atomically
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.models.loading import check_keras_file
 from dcn_keras.serving import export_model
 
 _NUM_LOGGED_IMAGES = 4
@@ -109,13 +109,6 @@ def build_model(config, image_shape, preset, total_steps=None):
     return model
 
 
-def _check_model_file(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--init_from={path}: no such file.")
-    if not zipfile.is_zipfile(path):  # Keras would call it "File not found".
-        raise ValueError(f"--init_from={path} is not a .keras model (not a zip archive).")
-
-
 def initialize_from(model, path):
     """Copies into `model` the sub-networks a saved model shares with it.
 
@@ -128,10 +121,10 @@ def initialize_from(model, path):
 
     Raises:
         FileNotFoundError: no file at `path`.
-        ValueError: the two share none of them, or a shared one's weights
-            have other shapes.
+        ValueError: the file is not a `.keras` archive, the two share none
+            of them, or a shared one's weights have other shapes.
     """
-    _check_model_file(path)
+    check_keras_file(path, f"--init_from={path}")
     source = keras.models.load_model(path, compile=False)
     copied = []
     for part in _PARTS:
@@ -167,7 +160,8 @@ def train(config, callbacks=(), print_fn=print):
     `model_dir/results.json`).
     """
     if config.init_from:
-        _check_model_file(config.init_from)  # Before minutes of data loading.
+        # Before minutes of data loading.
+        check_keras_file(config.init_from, f"--init_from={config.init_from}")
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
     is_chief, worker = _task()
