@@ -31,7 +31,8 @@ def format_table(results):
     header = ["model", "MMAC/img", "fine/model MAC"]
     for b in batches:
         header += [f"b{b} {v} ms" for v in variants] + [f"b{b} img/s"]
-    header += ["train b64 ms", "peak MB"]
+    train_batches = sorted({k.split("/")[1] for k in train})
+    header += [f"train {'/'.join(train_batches) or 'b64'} ms", "peak MB"]
     rows = [header]
     for name in names:
         macs = results["macs_per_image"][name]
@@ -52,6 +53,8 @@ def format_table(results):
     lines.append("speed-up of each DCN over the fine model's best (graph or XLA) time:")
     for key, ratio in sorted(results["speedup_vs_best_fine"].items()):
         lines.append(f"  {key:22s} {ratio:5.2f}x")
+    if results.get("dtype_policy", "float32") != "float32":
+        lines += ["", f"every model built under the dtype policy {results['dtype_policy']}"]
     if results.get("breakdown"):
         lines += ["", "time per stage, each timed alone (ms):"]
         for key, parts in results["breakdown"].items():

@@ -215,9 +215,12 @@ def _train_step(model):
     return lambda x, y: step((x, y))
 
 
+DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
-                  breakdown=False, batch_splits=1, log=print):
+                  breakdown=False, batch_splits=1, dtype_policy="float32", log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
@@ -228,10 +231,26 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     cut their patches with `gather`. With `breakdown`, also `time_parts` of
     each DCN at the largest batch size. With `batch_splits` > 1 every
     model's inference batch is cut into slices run side by side (see
-    `inference_fn`); training steps are not split.
+    `inference_fn`); training steps are not split. Every model is built under
+    `dtype_policy` (one of `DTYPE_POLICIES`); the global policy is restored after.
     """
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
         raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
+    if dtype_policy not in DTYPE_POLICIES:
+        raise ValueError(f"--dtype_policy={dtype_policy!r} is not valid; choose one of: {', '.join(DTYPE_POLICIES)}.")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(dtype_policy)
+    try:
+        results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
+                       breakdown, batch_splits, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    results["dtype_policy"] = dtype_policy
+    return results
+
+
+def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, breakdown,
+         batch_splits, log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
     dcns = {k: DynamicCapacityNetwork(

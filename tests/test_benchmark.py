@@ -80,6 +80,24 @@ def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
         benchmark.run_benchmark(batch_splits=0)
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_run_benchmark_builds_every_model_under_the_dtype_policy_and_restores_it(policy):
+    policies_seen = set()
+    results = bench_report.summarize(benchmark.run_benchmark(
+        ks=(2,), batch_sizes=(2,), train_batch=2, warmup=1, repeats=1, xla=False, dtype_policy=policy,
+        log=lambda *_: policies_seen.add(keras.mixed_precision.global_policy().name)))
+    assert policies_seen == {policy}
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert results["dtype_policy"] == policy
+    assert results["train_step"]["dcn_k2/b2"]["step_ms"] > 0
+    table = bench_report.format_table(results)
+    assert table.splitlines()[0].split()[-5:] == ["train", "b2", "ms", "peak", "MB"]  # The train batch's.
+    assert f"every model built under the dtype policy {policy}" in table
+    with pytest.raises(ValueError, match=r"--dtype_policy='float16' is not valid; choose one of: float32, "
+                                         r"mixed_float16, mixed_bfloat16\."):
+        benchmark.run_benchmark(dtype_policy="float16")
+
+
 @pytest.mark.slow
 def test_dcn_bench_program_writes_json(tmp_path):
     out = tmp_path / "bench.json"
@@ -110,6 +128,7 @@ def test_thread_pools_cannot_change_once_tensorflow_runs():
     ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
     ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),
     ("--batch_splits=0", "--batch_splits=0 is not valid; it must be an integer >= 1."),
+    ("--dtype_policy=bf16", "--dtype_policy='bf16' is not valid; choose one of: float32, mixed_float16, mixed_bfloat16."),
 ])
 def test_dcn_bench_rejects_bad_flags(flag, message):
     done = subprocess.run(
