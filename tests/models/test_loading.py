@@ -20,6 +20,38 @@ def test_load_model_runs_a_dcn_with_another_k_on_the_same_weights(tmp_path):
                                model.with_num_patches(16)(images)["probabilities"], atol=1e-6)
 
 
+def test_load_model_with_a_dtype_policy_computes_under_it_on_the_same_weights(tmp_path):
+    path = str(tmp_path / "dcn.keras")
+    model = preset_model()
+    model.save(path)
+    images = random_images(2)
+    bf16 = load_model(path, num_patches=4, dtype_policy="mixed_bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"  # Restored.
+    assert bf16.num_patches == 4 and bf16.dtype_policy.name == "mixed_bfloat16"
+    for tower in (bf16.coarse, bf16.fine, bf16.top):
+        assert {layer.compute_dtype for layer in tower.layers} == {"bfloat16"}, tower.name
+    assert bf16.patch_gather.compute_dtype == bf16.cell_scatter.compute_dtype == "bfloat16"
+    assert len(bf16.weights) == len(model.weights)
+    for ours, saved in zip(bf16.weights, model.weights):
+        assert ours.dtype == "float32"
+        np.testing.assert_array_equal(ours.numpy(), saved.numpy())
+    out, reference = bf16(images), model.with_num_patches(4)(images)
+    assert out["probabilities"].dtype == out["saliency"].dtype == "float32"
+    assert bf16.forward(images)["grid"].dtype == "bfloat16"
+    np.testing.assert_allclose(out["probabilities"], reference["probabilities"], atol=0.02)
+    assert not np.array_equal(out["probabilities"], reference["probabilities"])
+
+    fine = str(tmp_path / "fine.keras")  # A functional baseline too.
+    model.fine_only_model().save(fine)
+    half = load_model(fine, dtype_policy="mixed_float16")
+    assert half(images).dtype == "float16"
+    np.testing.assert_allclose(half(images), model.fine_only_model()(images), atol=0.02)
+    assert load_model(fine, dtype_policy=None).dtype_policy.name == "float32"
+    with pytest.raises(ValueError, match=r"dtype_policy='float64' is not valid; choose one of: "
+                                         r"float32, mixed_float16, mixed_bfloat16\."):
+        load_model(path, dtype_policy="float64")
+
+
 def test_load_model_errors_name_the_file_and_the_value(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.keras: no such file"):
         load_model(str(tmp_path / "missing.keras"))
