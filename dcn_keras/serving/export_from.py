@@ -5,7 +5,9 @@ import json
 import os
 
 from dcn_keras.models import load_model
+from dcn_keras.models import with_dtype_policy
 from dcn_keras.models import with_num_patches
+from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.serving.export import export_model
 
 
@@ -14,9 +16,9 @@ def _next_version(base):
     return max(versions, default=0) + 1
 
 
-def _load(source, num_patches):
+def _load(source, num_patches, dtype_policy):
     if source.endswith(".keras"):
-        return load_model(source, num_patches)
+        return load_model(source, num_patches, dtype_policy)
     config_path = os.path.join(source, "config.json")
     checkpoints = sorted(glob.glob(os.path.join(source, "checkpoints", "epoch_*.weights.h5")))
     if not os.path.isfile(config_path) or not checkpoints:
@@ -29,11 +31,11 @@ def _load(source, num_patches):
     resolved = json.load(open(config_path))
     model = build_model(TrainConfig(**resolved["config"]), resolved["image_shape"], resolved["preset"])
     model.load_weights(checkpoints[-1])
-    return with_num_patches(model, num_patches, source)
+    return with_dtype_policy(with_num_patches(model, num_patches, source), dtype_policy)
 
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
-                num_patches=None):
+                num_patches=None, dtype_policy=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -45,13 +47,17 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         xla: bool, add the XLA-compiled `serving_xla` signature.
         num_patches: int or None; a DCN is exported refining this many
             cells instead of the `k` it was trained with (None keeps it).
+        dtype_policy: str or None; the model is exported computing under this
+            Keras dtype policy (`float32`, `mixed_float16`, `mixed_bfloat16`)
+            instead of its own. Inputs and probabilities stay float32.
 
     Returns:
         The version directory written.
     """
     if version is not None and (not isinstance(version, int) or version < 1):
         raise ValueError(f"version={version!r} must be an integer >= 1.")
-    model = _load(source, num_patches)
+    check_dtype_policy(dtype_policy)
+    model = _load(source, num_patches, dtype_policy)
     base = os.path.join(export_base, name)
     version = version or _next_version(base)
     return export_model(model, os.path.join(base, str(version)), xla=xla)

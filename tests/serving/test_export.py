@@ -86,15 +86,23 @@ def test_runs_in_a_fresh_process_without_keras_or_dcn_keras(exported, tmp_path):
         np.testing.assert_allclose(got[f"bytes/{key}"], np.asarray(expected[key]), atol=1e-5)
 
 
-def test_graph_uses_only_core_tensorflow_ops(exported):
-    _, path, _ = exported
+def _graph_nodes(path):
+    """Every node of a SavedModel's graphs and their functions."""
     saved = saved_model_pb2.SavedModel()
     saved.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
-    ops = set()
     for graph in saved.meta_graphs:
-        ops |= {node.op for node in graph.graph_def.node}
+        yield from graph.graph_def.node
         for function in graph.graph_def.library.function:
-            ops |= {node.op for node in function.node_def}
+            yield from function.node_def
+
+
+def _convolution_dtypes(path):
+    return {tf.as_dtype(node.attr["T"].type) for node in _graph_nodes(path) if node.op == "Conv2D"}
+
+
+def test_graph_uses_only_core_tensorflow_ops(exported):
+    _, path, _ = exported
+    ops = {node.op for node in _graph_nodes(path)}
     assert {"Conv2D", "TopKV2", "DecodeImage"} <= ops
     assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
     assert [op for op in ops if not hasattr(tf.raw_ops, op)] == []
@@ -139,8 +147,18 @@ def test_export_from_keras_file_and_training_directory(tmp_path):
     assert c["locations"].shape == (2, 16, 2)
     trained = keras.models.load_model(str(run / "model.keras")).with_num_patches(16)
     np.testing.assert_allclose(c["probabilities"], trained(images)["probabilities"], atol=1e-6)
+    # Served in bfloat16: the same weights, bfloat16 convolutions, float32 inputs and outputs.
+    fourth = export_from(str(run), base, "dcn", xla=False, dtype_policy="mixed_bfloat16")
+    served = tf.saved_model.load(fourth).signatures["serving_default"]
+    d = served(images=tf.constant(images))
+    assert d["probabilities"].dtype == d["saliency"].dtype == tf.float32
+    np.testing.assert_allclose(d["probabilities"], a["probabilities"], atol=0.02)
+    assert _convolution_dtypes(fourth) == {tf.bfloat16}
+    assert _convolution_dtypes(first) == {tf.float32}
     with pytest.raises(FileNotFoundError, match="neither a .keras file nor a training directory"):
         export_from(str(tmp_path), base, "dcn")
+    with pytest.raises(ValueError, match="dtype_policy='int8' is not valid; choose one of"):
+        export_from(str(run), base, "dcn", dtype_policy="int8")
 
 
 def test_rest_and_grpc_requests_are_answered_like_the_server(exported):
