@@ -12,6 +12,7 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models.loading import check_dtype_policy
+from dcn_keras.models.loading import global_dtype_policy
 
 
 def _layer_macs(layer, in_shape, out_shape):
@@ -237,13 +238,9 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
         raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
     check_dtype_policy(dtype_policy, "--dtype_policy")
     dtype_policy = dtype_policy or "float32"
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(dtype_policy)
-    try:
+    with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
                        breakdown, batch_splits, log)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     results["dtype_policy"] = dtype_policy
     return results
 

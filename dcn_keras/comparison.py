@@ -87,12 +87,13 @@ def _finished(config):
             settings = json.load(f)
         with open(os.path.join(config.model_dir, "results.json")) as f:
             results = json.load(f)
-        same = settings["config"] == config.to_dict()
+        # A field added since that run (e.g. dtype_policy) takes its default.
+        same = type(config)(**settings["config"]).to_dict() == config.to_dict()
         if same and config.model == "dcn":
             dcn = dcn_for(config, settings["image_shape"], settings["preset"])
             same = all(settings[name] == getattr(dcn, name)
                        for name in ("num_patches", "hint_weight", "coarse_weight"))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):  # TypeError: a field since removed.
         return None
     exists = os.path.exists(os.path.join(config.model_dir, "model.keras"))
     return results if same and exists else None

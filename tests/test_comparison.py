@@ -36,6 +36,14 @@ def test_comparison_trains_each_run_on_the_same_data_and_writes_the_table(tmp_pa
     assert any("reusing" in line for line in logged) and not any("training" in line for line in logged)
     assert again["coarse"]["test_error"] == rows["coarse"]["test_error"]
     assert again["coarse"]["fit_seconds"] == rows["coarse"]["fit_seconds"]
+    # ... also when written before a config field existed (it takes its default) ...
+    path = tmp_path / "coarse" / "config.json"
+    settings = json.loads(path.read_text())
+    del settings["config"]["dtype_policy"]
+    path.write_text(json.dumps(settings))
+    logged.clear()
+    comparison.run_comparison(base, str(tmp_path), runs=("coarse",), log=logged.append)
+    assert any("reusing" in line for line in logged) and not any("training" in line for line in logged)
     # ... unless its config changed.
     logged.clear()
     comparison.run_comparison(TrainConfig(**{**base.to_dict(), "steps_per_epoch": 1}),

@@ -1,5 +1,6 @@
 """Loads a saved `.keras` model, optionally as a DCN refining another number of cells."""
 
+import contextlib
 import os
 import zipfile
 
@@ -54,15 +55,27 @@ def with_dtype_policy(model, dtype_policy):
     if dtype_policy is None:
         return model
     config = _replace_policies(keras.saving.serialize_keras_object(model), dtype_policy)
-    previous = keras.mixed_precision.global_policy()
     # Layers a model makes in its constructor take the global policy.
-    keras.mixed_precision.set_global_policy(dtype_policy)
-    try:
+    with global_dtype_policy(dtype_policy):
         copy = keras.saving.deserialize_keras_object(config)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
+
+
+@contextlib.contextmanager
+def global_dtype_policy(dtype_policy):
+    """Sets Keras' global dtype policy for the block (None: leaves it), then restores it.
+
+    Models and layers built in the block compute under `dtype_policy`.
+    """
+    check_dtype_policy(dtype_policy)
+    previous = keras.mixed_precision.global_policy()
+    if dtype_policy is not None:
+        keras.mixed_precision.set_global_policy(dtype_policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _replace_policies(config, dtype_policy):

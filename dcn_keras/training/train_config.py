@@ -7,6 +7,7 @@ from dcn_keras import presets
 from dcn_keras.datasets import DATASETS
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.layers.patch_gather import METHODS
+from dcn_keras.models.loading import DTYPE_POLICIES
 
 MODELS = ("dcn", "fine", "coarse")
 LR_SCHEDULES = ("constant", "cosine")
@@ -66,6 +67,10 @@ class TrainConfig:
         init_from: str or None, a `.keras` model (a DCN or a baseline) whose
             coarse tower, fine tower and top network start this run wherever
             it has them (`trainer.initialize_from`). Defaults to None.
+        dtype_policy: str, the Keras dtype policy the model is built under:
+            `"float32"` (default), `"mixed_float16"` (with loss scaling) or
+            `"mixed_bfloat16"`; variables, entropy, saliency and losses stay
+            float32.
     """
 
     dataset: str = "cluttered_mnist"
@@ -90,6 +95,7 @@ class TrainConfig:
     svhn_crop: str = "whole"
     verbose: object = "auto"
     init_from: Optional[str] = None
+    dtype_policy: str = "float32"
 
     def __post_init__(self):
         _check_choice("dataset", self.dataset, sorted(DATASETS))
@@ -101,6 +107,7 @@ class TrainConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("digits", self.digits, DIGIT_SOURCES)
         _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
+        _check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
         _check_number("epochs", self.epochs, 1, integer=True)
         _check_number("steps_per_epoch", self.steps_per_epoch, 1, optional=True, integer=True)
         _check_number("batch_size", self.batch_size, 1, integer=True)

@@ -14,6 +14,7 @@ from dcn_keras.io_utils import save_keras_atomically
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models.loading import check_keras_file
+from dcn_keras.models.loading import global_dtype_policy
 from dcn_keras.serving import export_model
 
 _NUM_LOGGED_IMAGES = 4
@@ -96,12 +97,13 @@ def build_model(config, image_shape, preset, total_steps=None):
     `total_steps`, the run's optimizer steps, sets the length of a decaying
     learning-rate schedule.
     """
-    dcn = dcn_for(config, image_shape, preset)
-    optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps))
-    if config.model == "dcn":
-        dcn.compile(optimizer=optimizer)
-        return dcn
-    model = dcn.fine_only_model() if config.model == "fine" else dcn.coarse_only_model()
+    with global_dtype_policy(config.dtype_policy):
+        dcn = dcn_for(config, image_shape, preset)
+        optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps))
+        if config.model == "dcn":
+            dcn.compile(optimizer=optimizer)
+            return dcn
+        model = dcn.fine_only_model() if config.model == "fine" else dcn.coarse_only_model()
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -106,6 +106,29 @@ def test_baselines_train_and_report_their_error(tmp_path, model):
     assert tf.saved_model.load(results["export_dir"]) is not None
 
 
+def _convolutions(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _convolutions(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
+            yield layer
+
+
+@pytest.mark.parametrize("model,policy", [("dcn", "mixed_bfloat16"), ("fine", "mixed_float16")])
+def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, policy):
+    results = train(_config(tmp_path, model=model, epochs=1, dtype_policy=policy), print_fn=lambda *_: None)
+    assert keras.mixed_precision.global_policy().name == "float32"  # Restored.
+    run = tmp_path / "run"
+    assert json.load(open(run / "config.json"))["config"]["dtype_policy"] == policy
+    saved = keras.models.load_model(str(run / "model.keras"))
+    convolutions = list(_convolutions(saved.fine if model == "dcn" else saved))
+    assert len(convolutions) >= 5 and {c.compute_dtype for c in convolutions} == {policy[6:]}
+    assert {w.dtype for w in saved.trainable_weights} == {"float32"}
+    assert 0.0 <= results["test_error"] <= 1.0
+    served = tf.saved_model.load(results["export_dir"]).signatures["serving_default"]
+    assert served(images=tf.zeros([1, 100, 100, 1]))["probabilities"].dtype == tf.float32
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [
@@ -118,6 +141,7 @@ def test_baselines_train_and_report_their_error(tmp_path, model):
         (dict(model="resnet"), "--model='resnet'.*dcn, fine, coarse"),
         (dict(hint_weight=-0.5), "--hint_weight=-0.5"),
         (dict(lr_schedule="step"), "--lr_schedule='step'.*constant, cosine"),
+        (dict(dtype_policy="float16"), "--dtype_policy='float16'.*float32, mixed_float16, mixed_bfloat16"),
         (dict(init_from="runs/dcn/export/1"), "--init_from='runs/dcn/export/1'.*a .keras file"),
     ],
 )
