@@ -1,4 +1,5 @@
-"""Loads a saved `.keras` model, optionally as a DCN refining another number of cells."""
+"""Loads a saved `.keras` model, optionally as a DCN refining another number of cells
+or computing in another precision."""
 
 import contextlib
 import os
@@ -46,10 +47,11 @@ def check_dtype_policy(dtype_policy, name="dtype_policy"):
 def with_dtype_policy(model, dtype_policy):
     """`model` itself, or with `dtype_policy` given, a copy computing under it.
 
-    The copy has the same weights (float32 variables under every policy) and
-    is what building the model under the global policy `dtype_policy` gives:
-    a float32-trained model can so be evaluated, or benchmarked, in
-    `mixed_bfloat16`. A DCN's entropy, softmax and saliency stay float32.
+    The copy (uncompiled) has the same weights (float32 variables under
+    every policy) and is what building the model under the global policy
+    `dtype_policy` gives: a float32-trained model can so be evaluated, or
+    exported, in `mixed_bfloat16`. A DCN's entropy, softmax and saliency
+    stay float32.
     """
     check_dtype_policy(dtype_policy)
     if dtype_policy is None:
