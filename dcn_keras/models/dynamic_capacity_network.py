@@ -121,7 +121,10 @@ class DynamicCapacityNetwork(keras.Model):
         self.patch_offset = patch_offset
         self.gather = gather
 
-        self.saliency_layer = EntropySaliency(name="saliency")
+        # The model's own policy, not the global one at construction: a DCN
+        # loaded or re-made (with_num_patches) keeps the policy it was built with.
+        policy = self.dtype_policy
+        self.saliency_layer = EntropySaliency(name="saliency", dtype=policy)
         self.patch_gather = PatchGather(
             self.geometry.patch_size,
             strides=self.geometry.stride,
@@ -129,8 +132,9 @@ class DynamicCapacityNetwork(keras.Model):
             grid_shape=self.geometry.grid_shape,
             method=gather,
             name="patch_gather",
+            dtype=policy,
         )
-        self.cell_scatter = CellScatter(name="cell_scatter")
+        self.cell_scatter = CellScatter(name="cell_scatter", dtype=policy)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _METRICS}
         self.built = True
 
@@ -289,7 +293,7 @@ class DynamicCapacityNetwork(keras.Model):
             self.coarse, self.fine, self.top, image_shape=self.image_shape,
             num_patches=num_patches, hint_weight=self.hint_weight,
             coarse_weight=self.coarse_weight, patch_size=self.patch_size,
-            patch_offset=self.patch_offset, gather=self.gather)
+            patch_offset=self.patch_offset, gather=self.gather, dtype=self.dtype_policy)
 
     def fine_only_model(self, name="fine_model"):
         """The paper's fine-model baseline: `top(fine(zero-padded images))`."""

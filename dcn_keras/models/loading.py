@@ -57,7 +57,7 @@ def with_dtype_policy(model, dtype_policy):
     if dtype_policy is None:
         return model
     config = _replace_policies(keras.saving.serialize_keras_object(model), dtype_policy)
-    # Layers a model makes in its constructor take the global policy.
+    # Functional sub-models and input layers do not serialize a policy: they take the global one.
     with global_dtype_policy(dtype_policy):
         copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())

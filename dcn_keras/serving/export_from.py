@@ -1,11 +1,11 @@
 """Exports a `.keras` file or a training run's latest checkpoint for serving."""
 
+import dataclasses
 import glob
 import json
 import os
 
 from dcn_keras.models import load_model
-from dcn_keras.models import with_dtype_policy
 from dcn_keras.models import with_num_patches
 from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.serving.export import export_model
@@ -29,9 +29,12 @@ def _load(source, num_patches, dtype_policy):
     from dcn_keras.training import build_model
 
     resolved = json.load(open(config_path))
-    model = build_model(TrainConfig(**resolved["config"]), resolved["image_shape"], resolved["preset"])
+    config = TrainConfig(**resolved["config"])
+    if dtype_policy is not None:  # Built so, rather than rebuilt after.
+        config = dataclasses.replace(config, dtype_policy=dtype_policy)
+    model = build_model(config, resolved["image_shape"], resolved["preset"])
     model.load_weights(checkpoints[-1])
-    return with_dtype_policy(with_num_patches(model, num_patches, source), dtype_policy)
+    return with_num_patches(model, num_patches, source)
 
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,

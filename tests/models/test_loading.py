@@ -3,6 +3,7 @@ import pytest
 
 from dcn_keras.backend import keras
 from dcn_keras.models import load_model
+from dcn_keras.models.loading import global_dtype_policy
 from tests.helpers import preset_model
 from tests.helpers import random_images
 
@@ -50,6 +51,17 @@ def test_load_model_with_a_dtype_policy_computes_under_it_on_the_same_weights(tm
     with pytest.raises(ValueError, match=r"dtype_policy='float64' is not valid; choose one of: "
                                          r"float32, mixed_float16, mixed_bfloat16\."):
         load_model(path, dtype_policy="float64")
+
+
+def test_a_dcn_keeps_its_own_dtype_policy_when_loaded_and_re_made(tmp_path):
+    path = str(tmp_path / "dcn.keras")
+    with global_dtype_policy("mixed_bfloat16"):
+        preset_model().save(path)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    for model in (load_model(path), load_model(path, num_patches=4)):
+        assert model.dtype_policy.name == "mixed_bfloat16"
+        made = (model.saliency_layer, model.patch_gather, model.cell_scatter)
+        assert {layer.dtype_policy.name for layer in made} == {"mixed_bfloat16"}
 
 
 def test_load_model_errors_name_the_file_and_the_value(tmp_path):
