@@ -10,80 +10,10 @@ import numpy as np
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.macs import model_macs
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.models.loading import global_dtype_policy
-
-
-def _layer_macs(layer, in_shape, out_shape):
-    kl = keras.layers
-    if isinstance(layer, (kl.Conv1D, kl.Conv2D, kl.Conv3D)):  # Subclasses too.
-        kernel = np.prod(layer.kernel_size)
-        return int(np.prod(out_shape[1:]) * kernel * in_shape[-1] // layer.groups)
-    if isinstance(layer, kl.DepthwiseConv2D):
-        return int(np.prod(out_shape[1:]) * np.prod(layer.kernel_size))
-    if isinstance(layer, kl.Conv2DTranspose):
-        return int(np.prod(in_shape[1:]) * np.prod(layer.kernel_size) * layer.filters)
-    if isinstance(layer, kl.Dense):
-        return int(np.prod(in_shape[1:]) * layer.units)
-    return 0  # Pooling, activations, reshapes: no multiply-adds.
-
-
-def count_macs(model, input_shape):
-    """Multiply-adds for one example, from each layer's input and output shape.
-
-    Convolutions and dense layers count; pooling and activations do not.
-    `input_shape` excludes the batch. Nested models are counted through.
-    """
-    shapes = {}
-    total = 0
-    for tensor in model.inputs:
-        shapes[id(tensor)] = (1, *input_shape)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        inputs = tf.nest.flatten(layer.input)
-        in_shapes = [shapes[id(t)] for t in inputs]
-        in_shape = in_shapes[0] if len(in_shapes) == 1 else in_shapes
-        if isinstance(layer, keras.Model):
-            total += count_macs(layer, in_shape[1:])
-        out_shape = layer.compute_output_shape(in_shape)
-        outputs = tf.nest.flatten(layer.output)
-        if len(outputs) == 1:
-            out_shapes = [out_shape]
-        elif isinstance(out_shape, dict):  # tf.nest orders dicts by key.
-            out_shapes = [out_shape[key] for key in sorted(out_shape)]
-        else:
-            out_shapes = list(out_shape)
-        for tensor, shape in zip(outputs, out_shapes):
-            shapes[id(tensor)] = tuple(shape)
-        if not isinstance(layer, keras.Model):
-            total += _layer_macs(layer, in_shape, out_shape)
-    return total
-
-
-def model_macs(dcn):
-    """Multiply-adds per image of the coarse model, the fine model and the DCN.
-
-    The DCN runs the top network three times' worth: the coarse pass, the
-    saliency backward pass to the grid (input gradients cost what the forward
-    pass costs), and the refined pass; plus the fine tower on `k` patches.
-    """
-    g = dcn.geometry
-    grid = (*g.grid_shape, dcn.coarse.outputs[0].shape[-1])
-    coarse = count_macs(dcn.coarse, dcn.image_shape)
-    top = count_macs(dcn.top, grid)
-    patch = count_macs(dcn.fine, (*g.patch_size, dcn.image_shape[-1]))
-    (pt, pb), (pl, pr) = g.padding
-    h, w, c = dcn.image_shape
-    fine_whole = count_macs(dcn.fine, (h + pt + pb, w + pl + pr, c))
-    fine_grid = dcn.fine.compute_output_shape((1, h + pt + pb, w + pl + pr, c))[1:]
-    return {
-        "coarse": coarse + top,
-        "fine": fine_whole + count_macs(dcn.top, tuple(fine_grid)),
-        "dcn": coarse + 3 * top + dcn.num_patches * patch,
-        "parts": {"coarse_tower": coarse, "top": top, "fine_patch": patch, "fine_whole": fine_whole},
-    }
 
 
 def _fetch(value):

@@ -16,6 +16,7 @@ from dcn_keras.evaluation import correct_predictions
 from dcn_keras.evaluation import paired_counts
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import write_json_atomically
+from dcn_keras.macs import model_macs
 from dcn_keras.training import dataset_options
 from dcn_keras.training import dcn_for
 from dcn_keras.training import train
@@ -32,7 +33,7 @@ RUNS = {
 
 
 def _macs(config, image_shape, preset):
-    macs = benchmark.model_macs(dcn_for(config, image_shape, preset))
+    macs = model_macs(dcn_for(config, image_shape, preset))
     return macs["dcn"] if config.model == "dcn" else macs[config.model]
 
 

@@ -1,0 +1,26 @@
+from dcn_keras import macs
+from tests.helpers import preset_model
+
+
+def test_multiply_adds_match_a_hand_count_for_the_paper_preset():
+    counts = macs.model_macs(preset_model())
+    coarse = 47 * 47 * 12 * 7 * 7 * 1 + 23 * 23 * 24 * 3 * 3 * 12
+    top = 10 * 10 * 96 * 4 * 4 * 24 + 96 * 10
+    patch = (12 * 12 * 24 * 9 * 1 + 12 * 12 * 24 * 9 * 24 + 2 * 6 * 6 * 24 * 9 * 24
+             + 1 * 1 * 24 * 9 * 24)
+    # Fine model: the fine tower on the 102x102 zero-padded image.
+    whole = (100 * 100 * 24 * 9 + 100 * 100 * 24 * 9 * 24 + 2 * 50 * 50 * 24 * 9 * 24
+             + 23 * 23 * 24 * 9 * 24)
+    assert counts["parts"] == {"coarse_tower": coarse, "top": top, "fine_patch": patch,
+                              "fine_whole": whole}
+    assert counts["dcn"] == coarse + 3 * top + 8 * patch == 22_980_396
+    assert counts["fine"] == whole + top == 86_349_696
+    assert round(counts["fine"] / counts["dcn"], 2) == 3.76
+
+
+def test_multi_head_top_counts_every_head():
+    from dcn_keras.models import DynamicCapacityNetwork
+
+    model = DynamicCapacityNetwork.from_preset("svhn")
+    top = macs.model_macs(model)["parts"]["top"]
+    assert top == 6 * 6 * 96 * 9 * 48 + 96 * 192 + 192 * 6 + 5 * 192 * 11
