@@ -59,6 +59,11 @@ def format_table(results):
         lines += ["", "time per stage, each timed alone (ms):"]
         for key, parts in results["breakdown"].items():
             lines.append(f"  {key:12s} " + "  ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    if results.get("layer_times"):
+        lines += ["", "time per layer: what each adds to its network's timed pass (ms):"]
+        width = max(len(key) for key in results["layer_times"])
+        for key, layers in results["layer_times"].items():
+            lines.append(f"  {key:{width}s}  " + "  ".join(f"{k} {v:.2f}" for k, v in layers.items()))
     return "\n".join(lines)
 
 

@@ -1,75 +1,21 @@
 """Side-by-side speed, arithmetic and memory of coarse, fine and DCN models.
 
-`bench_report` turns the results into ratios, a table and a plot.
+`bench_report` turns the results into ratios, a table and a plot; `timing`
+times the calls, `macs` counts multiply-adds, `breakdown` splits a DCN's time.
 """
-
-import statistics
-import time
 
 import numpy as np
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.breakdown import layer_breakdown
+from dcn_keras.breakdown import time_parts
 from dcn_keras.macs import model_macs
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.models.loading import global_dtype_policy
-
-
-def _fetch(value):
-    return [t.numpy() for t in tf.nest.flatten(value)]
-
-
-def median_seconds(fn, args, warmup, repeats):
-    """Median wall-clock seconds of `fn(*args)` (outputs fetched) after warm-up."""
-    return interleaved_median_seconds({0: (fn, args)}, warmup, repeats, burst=1)[0]
-
-
-def interleaved_median_seconds(calls, warmup, repeats, burst=3):
-    """Median seconds of each of several calls, timed in interleaved rounds.
-
-    Timing one call after another in blocks lets a slow spell of the machine
-    (another process, a frequency change) land on whichever call was being
-    timed, so ratios between calls drift from run to run. Here every round
-    runs each call `burst` times in a row (the order rotates by one each
-    round) and keeps all but the first of them, which re-warms the caches
-    the other calls evicted: the medians describe back-to-back calls, as a
-    server repeating one model sees, under the same machine conditions.
-
-    Args:
-        calls: dict, key -> `(fn, args)`.
-        warmup: int, untimed calls of each before the first round.
-        repeats: int, timed calls of each (rounded up to whole rounds).
-        burst: int, consecutive calls per round; 1 keeps every call.
-
-    Returns:
-        dict, key -> median seconds.
-    """
-    keys, kept = list(calls), max(1, burst - 1)
-    for fn, args in calls.values():
-        for _ in range(warmup):
-            _fetch(fn(*args))
-    times = {key: [] for key in keys}
-    for round_ in range(-(-repeats // kept)):
-        shift = round_ % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            fn, args = calls[key]
-            for call in range(burst):
-                start = time.perf_counter()
-                _fetch(fn(*args))
-                if burst == 1 or call > 0:
-                    times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(t) for key, t in times.items()}
-
-
-def peak_memory_bytes(fn, args):
-    """Peak bytes the CPU allocator held while running `fn(*args)` once."""
-    try:
-        tf.config.experimental.reset_memory_stats("CPU:0")
-        _fetch(fn(*args))
-        return int(tf.config.experimental.get_memory_info("CPU:0")["peak"])
-    except (ValueError, tf.errors.InvalidArgumentError):
-        return None  # Not reported by this TensorFlow build.
+from dcn_keras.timing import interleaved_median_seconds
+from dcn_keras.timing import peak_memory_bytes
 
 
 def inference_fn(model, jit_compile=False, batch_splits=1):
@@ -115,33 +61,6 @@ def configure_threads(intra_op=0, inter_op=0):
         raise ValueError(f"thread pools must be set before TensorFlow runs anything: {error}") from None
 
 
-def time_parts(dcn, images, warmup=5, repeats=30):
-    """Milliseconds of each stage of a DCN's inference, each timed alone.
-
-    Stages: `coarse` tower, `saliency` (top forward and backward),
-    `top_k`, patch `gather`, `fine` tower on all patches, `scatter`, and
-    the second `top` pass; `whole` is the full pass. Separate calls add a
-    little per-call overhead, so the stages sum to somewhat more than `whole`.
-    """
-    out = dcn.forward(images)
-    grid, saliency, locations = out["grid"], out["saliency"], out["locations"]
-    patches = dcn.patch_gather(images, locations)
-    patches = tf.reshape(patches, [-1, *patches.shape[2:]])
-    cells = tf.reshape(saliency, [tf.shape(saliency)[0], -1])
-    stages = {
-        "coarse": (lambda x: dcn.coarse(x), (images,)),
-        "saliency": (lambda g: dcn.saliency_layer(g, top=dcn.top)["saliency"], (grid,)),
-        "top_k": (lambda s: tf.math.top_k(s, dcn.num_patches).indices, (cells,)),
-        "gather": (lambda x, l: dcn.patch_gather(x, l), (images, locations)),
-        "fine": (lambda p: dcn.fine(p), (patches,)),
-        "scatter": (lambda g, l, v: dcn.cell_scatter(g, l, v), (grid, locations, out["fine_vectors"])),
-        "top": (lambda g: dcn.top(g), (out["refined_grid"],)),
-        "whole": (lambda x: dcn(x, training=False)["probabilities"], (images,)),
-    }
-    return {name: 1e3 * median_seconds(tf.function(fn), args, warmup, repeats)
-            for name, (fn, args) in stages.items()}
-
-
 def _train_step(model):
     step = tf.function(model.train_step)
     return lambda x, y: step((x, y))
@@ -149,7 +68,8 @@ def _train_step(model):
 
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
-                  breakdown=False, batch_splits=1, dtype_policy="float32", log=print):
+                  breakdown=False, batch_splits=1, dtype_policy="float32", layer_times=False,
+                  log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
@@ -158,7 +78,9 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     steps, are timed interleaved (`interleaved_median_seconds`), so their
     ratios compare like with like. All models share one set of tower weights; the DCNs
     cut their patches with `gather`. With `breakdown`, also `time_parts` of
-    each DCN at the largest batch size. With `batch_splits` > 1 every
+    each DCN at the largest batch size; with `layer_times`, `time_layers` of
+    the coarse tower, the fine tower on each DCN's patches and on whole
+    images, and the top network, at that size. With `batch_splits` > 1 every
     model's inference batch is cut into slices run side by side (see
     `inference_fn`); training steps are not split. Every model is built under
     `dtype_policy` (one of `loading.DTYPE_POLICIES`; None is float32); the
@@ -170,13 +92,13 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     dtype_policy = dtype_policy or "float32"
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
-                       breakdown, batch_splits, log)
+                       breakdown, batch_splits, layer_times, log)
     results["dtype_policy"] = dtype_policy
     return results
 
 
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, breakdown,
-         batch_splits, log):
+         batch_splits, layer_times, log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
     dcns = {k: DynamicCapacityNetwork(
@@ -220,6 +142,9 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
         results["breakdown"] = {
             f"dcn_k{k}/b{max(batch_sizes)}": time_parts(m, x, warmup, repeats) for k, m in dcns.items()}
+    if layer_times:
+        x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
+        results["layer_times"] = layer_breakdown(base, dcns, x, warmup, repeats)
 
     x = tf.constant(rng.random((train_batch, *base.image_shape), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, train_batch))

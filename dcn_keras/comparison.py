@@ -17,6 +17,7 @@ from dcn_keras.evaluation import paired_counts
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.macs import model_macs
+from dcn_keras.timing import median_seconds
 from dcn_keras.training import dataset_options
 from dcn_keras.training import dcn_for
 from dcn_keras.training import train
@@ -39,7 +40,7 @@ def _macs(config, image_shape, preset):
 
 def _images_per_second(model, image_shape, batch=64, repeats=20):
     x = tf.constant(np.random.default_rng(0).random((batch, *image_shape), dtype=np.float32))
-    return batch / benchmark.median_seconds(benchmark.inference_fn(model), (x,), 3, repeats)
+    return batch / median_seconds(benchmark.inference_fn(model), (x,), 3, repeats)
 
 
 def selection_quality(model, config, batch_size=100):

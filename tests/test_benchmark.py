@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     results = bench_report.summarize(benchmark.run_benchmark(
         ks=(2,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1, xla=False,
-        breakdown=True, log=lambda *_: None))
+        breakdown=True, layer_times=True, log=lambda *_: None))
     assert set(results["macs_per_image"]) == {"coarse", "fine", "dcn_k2"}
     for name in ("coarse", "fine", "dcn_k2"):
         for batch in (1, 2):
@@ -29,7 +29,16 @@ def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     parts = results["breakdown"]["dcn_k2/b2"]
     assert list(parts) == ["coarse", "saliency", "top_k", "gather", "fine", "scatter", "top", "whole"]
     assert all(ms > 0 for ms in parts.values())
+    layers = results["layer_times"]
+    assert list(layers) == ["coarse tower, 2 images", "fine tower, 4 patches (k=2)",
+                            "fine tower, 2 whole images", "top, 2 grids"]
+    assert list(layers["coarse tower, 2 images"]) == ["coarse_conv1", "coarse_conv2"]
+    assert list(layers["top, 2 grids"]) == ["top_conv", "top_pool", "logits"]
+    fine_layers = [layer.name for layer in preset_model().fine.layers[1:]]
+    assert list(layers["fine tower, 4 patches (k=2)"]) == fine_layers
+    assert all(np.isfinite(ms) for parts in layers.values() for ms in parts.values())
     table = bench_report.format_table(results)
+    assert "fine tower, 4 patches (k=2)  fine_conv1 " in table.split("time per layer")[1]
     assert table.splitlines()[0].split()[0] == "model"
     assert "dcn_k2/b2" in table.split("time per stage")[1]
     assert any(line.strip().startswith("dcn_k2") for line in table.splitlines())
@@ -113,27 +122,3 @@ def test_dcn_bench_rejects_bad_flags(flag, message):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert message in done.stderr
-
-
-def test_interleaved_timing_rotates_rounds_and_drops_each_bursts_first_call(monkeypatch):
-    clock, order = [0.0], []
-
-    def call(name, seconds, first_extra):
-        def fn(x):
-            # The first call of a burst is slower (cold caches): it must not count.
-            cold = not order or order[-1] != name
-            order.append(name)
-            clock[0] += seconds + (first_extra if cold else 0.0)
-            return tf.constant(x)
-        return fn
-
-    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock[0])
-    calls = {"a": (call("a", 1.0, 5.0), (0,)), "b": (call("b", 2.0, 5.0), (0,)),
-             "c": (call("c", 3.0, 5.0), (0,))}
-    medians = benchmark.interleaved_median_seconds(calls, warmup=1, repeats=4, burst=3)
-    assert medians == {"a": 1.0, "b": 2.0, "c": 3.0}
-    timed = order[3:]  # After one warm-up call of each.
-    rounds = ["".join(timed[i:i + 9:3]) for i in range(0, len(timed), 9)]
-    assert rounds == ["abc", "bca"] and len(timed) == 2 * 9
-    # One call alone keeps every call, the cold one too.
-    assert benchmark.median_seconds(calls["b"][0], (0,), warmup=0, repeats=1) == 2.0 + 5.0

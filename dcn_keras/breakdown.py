@@ -1,0 +1,99 @@
+"""Where a DCN's time goes: its stages, and each layer of its networks.
+
+`bin/dcn_bench --breakdown` prints `time_parts`; `--layer_times` prints
+`layer_breakdown`.
+"""
+
+from dcn_keras.backend import keras
+from dcn_keras.backend import tf
+from dcn_keras.timing import interleaved_median_seconds
+from dcn_keras.timing import median_seconds
+
+
+def time_parts(dcn, images, warmup=5, repeats=30):
+    """Milliseconds of each stage of a DCN's inference, each timed alone.
+
+    Stages: `coarse` tower, `saliency` (top forward and backward),
+    `top_k`, patch `gather`, `fine` tower on all patches, `scatter`, and
+    the second `top` pass; `whole` is the full pass. Separate calls add a
+    little per-call overhead, so the stages sum to somewhat more than `whole`.
+    """
+    out = dcn.forward(images)
+    grid, saliency, locations = out["grid"], out["saliency"], out["locations"]
+    patches = dcn.patch_gather(images, locations)
+    patches = tf.reshape(patches, [-1, *patches.shape[2:]])
+    cells = tf.reshape(saliency, [tf.shape(saliency)[0], -1])
+    stages = {
+        "coarse": (lambda x: dcn.coarse(x), (images,)),
+        "saliency": (lambda g: dcn.saliency_layer(g, top=dcn.top)["saliency"], (grid,)),
+        "top_k": (lambda s: tf.math.top_k(s, dcn.num_patches).indices, (cells,)),
+        "gather": (lambda x, l: dcn.patch_gather(x, l), (images, locations)),
+        "fine": (lambda p: dcn.fine(p), (patches,)),
+        "scatter": (lambda g, l, v: dcn.cell_scatter(g, l, v), (grid, locations, out["fine_vectors"])),
+        "top": (lambda g: dcn.top(g), (out["refined_grid"],)),
+        "whole": (lambda x: dcn(x, training=False)["probabilities"], (images,)),
+    }
+    return {name: 1e3 * median_seconds(tf.function(fn), args, warmup, repeats)
+            for name, (fn, args) in stages.items()}
+
+
+def chain_layers(model):
+    """The layers of `model` in order if each feeds the next alone, else None.
+
+    Such a single-path model (the presets' towers) can be cut after any
+    layer; a branching one (a multi-head top) cannot.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    previous, layers = model.inputs[0], []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer.input is not previous:
+            return None
+        previous = layer.output
+        layers.append(layer)
+    return layers if previous is model.outputs[0] else None
+
+
+def time_layers(model, x, warmup=5, repeats=30):
+    """Milliseconds each layer adds to `model`'s forward pass on `x`.
+
+    Layer i's time is the median time of the pass cut after layer i minus
+    that of the pass cut before it (the pass cut before the first layer
+    returns at once: the call's own cost). The cut passes, each fetching a
+    single number so that copying out a large map does not count, are timed
+    interleaved; the differences sum to the whole pass less the call's
+    cost. Noise can make a cheap layer's difference negative at small
+    batches or few `repeats`. A model that `chain_layers` cannot cut gives `{"whole": ms}`.
+    """
+    layers = chain_layers(model)
+    if layers is None:
+        fn = tf.function(lambda a: tf.nest.flatten(model(a))[0][:1])
+        return {"whole": 1e3 * median_seconds(fn, (x,), warmup, repeats)}
+
+    def cut(n):
+        def fn(a):
+            for layer in layers[:n]:
+                a = layer(a)
+            return tf.reduce_sum(a[:1])
+        return tf.function(fn), (x,)
+
+    timed = interleaved_median_seconds({n: cut(n) for n in range(len(layers) + 1)},
+                                       warmup, repeats)
+    return {layer.name: 1e3 * (timed[n + 1] - timed[n]) for n, layer in enumerate(layers)}
+
+
+def layer_breakdown(base, dcns, images, warmup, repeats):
+    batch = images.shape[0]
+    grid = base.coarse(images)
+    padded = keras.layers.ZeroPadding2D(base.geometry.padding)(images)
+    times = {f"coarse tower, {batch} images": time_layers(base.coarse, images, warmup, repeats)}
+    for k, dcn in dcns.items():
+        patches = dcn.patch_gather(images, dcn.forward(images)["locations"])
+        patches = tf.reshape(patches, [-1, *patches.shape[2:]])
+        times[f"fine tower, {batch * k} patches (k={k})"] = time_layers(
+            base.fine, patches, warmup, repeats)
+    times[f"fine tower, {batch} whole images"] = time_layers(base.fine, padded, warmup, repeats)
+    times[f"top, {batch} grids"] = time_layers(base.top, grid, warmup, repeats)
+    return times
