@@ -37,6 +37,12 @@ def time_parts(dcn, images, warmup=5, repeats=30):
             for name, (fn, args) in stages.items()}
 
 
+def _one_number(outputs):
+    # Depends on every output (a head left out would be pruned from the
+    # graph, and not timed) but copies out one number, not the maps.
+    return tf.add_n([tf.reduce_sum(tf.cast(t[:1], tf.float32)) for t in tf.nest.flatten(outputs)])
+
+
 def chain_layers(model):
     """The layers of `model` in order if each feeds the next alone, else None.
 
@@ -65,18 +71,19 @@ def time_layers(model, x, warmup=5, repeats=30):
     single number so that copying out a large map does not count, are timed
     interleaved; the differences sum to the whole pass less the call's
     cost. Noise can make a cheap layer's difference negative at small
-    batches or few `repeats`. A model that `chain_layers` cannot cut gives `{"whole": ms}`.
+    batches or few `repeats`. A model that `chain_layers` cannot cut gives
+    `{"whole": ms}`.
     """
     layers = chain_layers(model)
     if layers is None:
-        fn = tf.function(lambda a: tf.nest.flatten(model(a))[0][:1])
+        fn = tf.function(lambda a: _one_number(model(a)))
         return {"whole": 1e3 * median_seconds(fn, (x,), warmup, repeats)}
 
     def cut(n):
         def fn(a):
             for layer in layers[:n]:
                 a = layer(a)
-            return tf.reduce_sum(a[:1])
+            return _one_number(a)
         return tf.function(fn), (x,)
 
     timed = interleaved_median_seconds({n: cut(n) for n in range(len(layers) + 1)},
@@ -85,6 +92,20 @@ def time_layers(model, x, warmup=5, repeats=30):
 
 
 def layer_breakdown(base, dcns, images, warmup, repeats):
+    """`time_layers` of a DCN preset's networks, as `bin/dcn_bench --layer_times` prints.
+
+    Args:
+        base: `DynamicCapacityNetwork` whose towers the `dcns` share.
+        dcns: dict, `k` -> `DynamicCapacityNetwork`; each cuts its own patches.
+        images: tensor `[batch, height, width, channels]`.
+        warmup, repeats: int, as for `time_layers`.
+
+    Returns:
+        dict, network label -> `time_layers` result: the coarse tower on the
+        images, the fine tower on each DCN's `batch * k` patches and on the
+        zero-padded whole images (the fine model's tower), and the top
+        network on the coarse grids.
+    """
     batch = images.shape[0]
     grid = base.coarse(images)
     padded = keras.layers.ZeroPadding2D(base.geometry.padding)(images)

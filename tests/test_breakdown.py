@@ -19,3 +19,14 @@ def test_only_single_path_networks_are_cut_into_layers():
     grids = tf.constant(np.random.default_rng(0).random((2, 6, 6, 48), dtype=np.float32))
     times = breakdown.time_layers(multi_head, grids, warmup=1, repeats=1)
     assert list(times) == ["whole"] and times["whole"] > 0
+
+
+def test_a_network_timed_whole_is_timed_through_every_output():
+    # Outputs that do not feed the fetched number would be pruned, not timed.
+    outputs = {"a": tf.ones([2, 3]), "b": tf.ones([2, 5], dtype="bfloat16")}
+    with tf.GradientTape() as tape:
+        tape.watch(outputs)
+        number = breakdown._one_number(outputs)
+    grads = tape.gradient(number, outputs)
+    assert all(grads[name] is not None for name in outputs)
+    assert float(number) == 3 + 5
