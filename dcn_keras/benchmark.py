@@ -147,7 +147,9 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         results["layer_times"] = layer_breakdown(base, dcns, x, warmup, repeats)
 
     x = tf.constant(rng.random((train_batch, *base.image_shape), dtype=np.float32))
-    y = tf.constant(rng.integers(0, 10, train_batch))
+    # A class per example for each head, in the structure the top returns.
+    y = tf.nest.map_structure(lambda logits: tf.constant(rng.integers(0, logits.shape[-1], train_batch)),
+                              base.top.output)
     fine_train = base.fine_only_model()
     fine_train.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     trainers = {"fine": fine_train}

@@ -46,6 +46,14 @@ def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_run_benchmark_trains_a_multi_head_preset():
+    # svhn's top has six softmax heads: the timed training steps need a label for each.
+    results = benchmark.run_benchmark(preset="svhn", ks=(2,), batch_sizes=(1,), train_batch=2,
+                                      warmup=1, repeats=1, xla=False, log=lambda *_: None)
+    assert set(results["train_step"]) == {"fine/b2", "dcn_k2/b2"}
+    assert all(step["step_ms"] > 0 for step in results["train_step"].values())
+
+
 def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
     keras.utils.set_random_seed(0)
     dcn = preset_model(num_patches=3)
