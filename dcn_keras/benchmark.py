@@ -134,17 +134,15 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
             results["inference"][key] = {"latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
             name, _, variant = key.split("/")
             log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
+    largest = max(batch_sizes)
     for name in models:  # After the timing: traced and warm.
-        batch = max(batch_sizes)
-        results["peak_memory_bytes"][name] = peak_memory_bytes(*calls[batch][f"{name}/b{batch}/graph"])
+        results["peak_memory_bytes"][name] = peak_memory_bytes(*calls[largest][f"{name}/b{largest}/graph"])
 
     if breakdown:
-        x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
-        results["breakdown"] = {
-            f"dcn_k{k}/b{max(batch_sizes)}": time_parts(m, x, warmup, repeats) for k, m in dcns.items()}
+        results["breakdown"] = {f"dcn_k{k}/b{largest}": time_parts(m, inputs[largest], warmup, repeats)
+                                for k, m in dcns.items()}
     if layer_times:
-        x = tf.constant(rng.random((max(batch_sizes), *base.image_shape), dtype=np.float32))
-        results["layer_times"] = layer_breakdown(base, dcns, x, warmup, repeats)
+        results["layer_times"] = layer_breakdown(base, dcns, inputs[largest], warmup, repeats)
 
     x = tf.constant(rng.random((train_batch, *base.image_shape), dtype=np.float32))
     # A class per example for each head, in the structure the top returns.

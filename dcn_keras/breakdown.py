@@ -20,8 +20,7 @@ def time_parts(dcn, images, warmup=5, repeats=30):
     """
     out = dcn.forward(images)
     grid, saliency, locations = out["grid"], out["saliency"], out["locations"]
-    patches = dcn.patch_gather(images, locations)
-    patches = tf.reshape(patches, [-1, *patches.shape[2:]])
+    patches = _fine_tower_input(dcn, images, locations)
     cells = tf.reshape(saliency, [tf.shape(saliency)[0], -1])
     stages = {
         "coarse": (lambda x: dcn.coarse(x), (images,)),
@@ -35,6 +34,12 @@ def time_parts(dcn, images, warmup=5, repeats=30):
     }
     return {name: 1e3 * median_seconds(tf.function(fn), args, warmup, repeats)
             for name, (fn, args) in stages.items()}
+
+
+def _fine_tower_input(dcn, images, locations):
+    # The batch * k patches of one fine-tower call, as the DCN's forward pass makes them.
+    patches = dcn.patch_gather(images, locations)
+    return tf.reshape(patches, [-1, *patches.shape[2:]])
 
 
 def _one_number(outputs):
@@ -111,8 +116,7 @@ def layer_breakdown(base, dcns, images, warmup, repeats):
     padded = keras.layers.ZeroPadding2D(base.geometry.padding)(images)
     times = {f"coarse tower, {batch} images": time_layers(base.coarse, images, warmup, repeats)}
     for k, dcn in dcns.items():
-        patches = dcn.patch_gather(images, dcn.forward(images)["locations"])
-        patches = tf.reshape(patches, [-1, *patches.shape[2:]])
+        patches = _fine_tower_input(dcn, images, dcn.forward(images)["locations"])
         times[f"fine tower, {batch * k} patches (k={k})"] = time_layers(
             base.fine, patches, warmup, repeats)
     times[f"fine tower, {batch} whole images"] = time_layers(base.fine, padded, warmup, repeats)
