@@ -53,11 +53,11 @@ def with_dtype_policy(model, dtype_policy):
     exported, in `mixed_bfloat16`. A DCN's entropy, softmax and saliency
     stay float32.
     """
-    check_dtype_policy(dtype_policy)
     if dtype_policy is None:
         return model
     config = _replace_policies(keras.saving.serialize_keras_object(model), dtype_policy)
-    # Functional sub-models and input layers do not serialize a policy: they take the global one.
+    # Functional sub-models and input layers do not serialize a policy: they
+    # take the global one. The context also rejects a policy not in DTYPE_POLICIES.
     with global_dtype_policy(dtype_policy):
         copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
