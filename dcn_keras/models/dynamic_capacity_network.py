@@ -7,6 +7,7 @@ from dcn_keras.layers.cell_scatter import CellScatter
 from dcn_keras.layers.entropy_saliency import EntropySaliency
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
+from dcn_keras.models.objective import labels_per_head
 from dcn_keras.models.objective import per_example_ce_and_correct
 from dcn_keras.models.objective import probabilities
 from dcn_keras.models.objective import weighted_mean
@@ -206,6 +207,7 @@ class DynamicCapacityNetwork(keras.Model):
 
     def compute_losses(self, labels, out, sample_weight=None):
         """Each loss term, as a per-replica mean over the batch."""
+        labels = labels_per_head(labels, out["logits"])
         refined_ce, correct = per_example_ce_and_correct(labels, out["logits"])
         coarse_ce, coarse_correct = per_example_ce_and_correct(labels, out["coarse_logits"])
         diff = tf.cast(out["coarse_vectors"], tf.float32) - tf.stop_gradient(

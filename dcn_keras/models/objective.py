@@ -11,16 +11,93 @@ def probabilities(logits):
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
 
-def per_example_ce_and_correct(labels, logits):
-    """Cross-entropy summed over heads, and whether every head is right."""
+def labels_per_head(labels, logits):
+    """The integer labels of each head, in `head_list(logits)` order, checked.
+
+    One head takes class indices `[batch]` (or `[batch, 1]`); several heads
+    take a dict keyed by head name (a dict of logits) or a list in head
+    order. Shapes and kinds are checked while tracing (`ValueError`); values
+    (integral, in `[0, classes)`) when the step runs, since a bad index
+    gives no error on every device.
+    """
     heads = head_list(logits)
     if isinstance(logits, dict):
-        labels = [labels[name] for name in sorted(logits)]
-    elif len(heads) == 1:
-        labels = [labels]
+        names = sorted(logits)
+        if not isinstance(labels, dict):
+            raise ValueError(
+                f"This model has softmax heads {names}: labels must be a dict of class "
+                f"indices with those keys; got {_kind(labels)}."
+            )
+        missing = [n for n in names if n not in labels]
+        unknown = sorted(str(n) for n in labels if n not in logits)
+        if missing or unknown:
+            raise ValueError(
+                f"Label keys must be the heads {names}; missing {missing}, "
+                f"unknown {unknown}."
+            )
+        named = [(n, labels[n]) for n in names]
+    elif len(heads) > 1:
+        if not isinstance(labels, (list, tuple)) or len(labels) != len(heads):
+            raise ValueError(
+                f"This model has {len(heads)} softmax heads: labels must be a list of "
+                f"{len(heads)} class-index tensors; got {_kind(labels)}."
+            )
+        named = [(f"head {i}", y) for i, y in enumerate(labels)]
+    else:
+        if isinstance(labels, (dict, list, tuple)):
+            raise ValueError(
+                "This model has one softmax head: labels must be one tensor of class "
+                f"indices; got {_kind(labels)}."
+            )
+        named = [("labels", labels)]
+    return [_class_indices(name, y, head) for (name, y), head in zip(named, heads)]
+
+
+def _kind(labels):
+    if isinstance(labels, dict):
+        return f"a dict with keys {sorted(str(k) for k in labels)}"
+    if isinstance(labels, (list, tuple)):
+        return f"a {type(labels).__name__} of {len(labels)}"
+    return f"one tensor of shape {tuple(getattr(labels, 'shape', ()))}"
+
+
+def _class_indices(name, y, head):
+    y = tf.convert_to_tensor(y)
+    classes = head.shape[-1]
+    shape = tuple(y.shape)
+    if not (y.dtype.is_integer or y.dtype.is_floating):
+        raise ValueError(f"{name}: class indices must be numbers; got dtype {y.dtype.name}.")
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        hint = " (one-hot? pass np.argmax(labels, -1))" if len(shape) == 2 else ""
+        raise ValueError(
+            f"{name}: expected class indices of shape [batch] or [batch, 1]; got shape "
+            f"{shape}{hint}."
+        )
+    if shape[0] is not None and head.shape[0] is not None and shape[0] != head.shape[0]:
+        raise ValueError(f"{name}: {shape[0]} labels for a batch of {head.shape[0]} images.")
+    y = tf.reshape(y, [-1])
+    if y.dtype.is_integer:
+        y = tf.cast(y, tf.int64)  # a narrow dtype might not hold `classes`
+    bad = tf.logical_or(y < 0, y >= tf.cast(classes, y.dtype))
+    if y.dtype.is_floating:
+        bad = tf.logical_or(bad, tf.not_equal(y, tf.floor(y)))
+    check = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(bad)),
+        [f"{name}: class indices must be whole numbers in [0, {classes}); got",
+         tf.boolean_mask(y, bad)],
+        summarize=5,
+    )
+    with tf.control_dependencies([check]):
+        return tf.cast(y, tf.int32)
+
+
+def per_example_ce_and_correct(labels, logits):
+    """Cross-entropy summed over heads, and whether every head is right.
+
+    `labels` is what `labels_per_head` returns for these heads.
+    """
     ce, correct = 0.0, True
-    for y, head in zip(labels, heads):
-        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+    for y, head in zip(labels, head_list(logits)):
         head = tf.cast(head, tf.float32)
         ce += tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=head)
         correct = tf.logical_and(correct, tf.equal(tf.argmax(head, -1, tf.int32), y))
