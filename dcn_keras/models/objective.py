@@ -108,5 +108,14 @@ def weighted_mean(values, sample_weight):
     # Keras's "sum_over_batch_size": mean over the (local) batch of w * value.
     if sample_weight is None:
         return tf.reduce_mean(values)
+    sample_weight = tf.convert_to_tensor(sample_weight)
+    shape, batch = tuple(sample_weight.shape), values.shape[0]
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or (
+        None not in (shape[0], batch) and shape[0] != batch
+    ):
+        raise ValueError(
+            f"sample_weight must have shape [batch] or [batch, 1] for a batch of {batch}; "
+            f"got shape {shape}."
+        )
     weight = tf.cast(tf.reshape(sample_weight, [-1]), values.dtype)
     return tf.reduce_mean(values * weight)

@@ -1,9 +1,12 @@
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dcn_keras.models.objective import labels_per_head
 from dcn_keras.models.objective import per_example_ce_and_correct
+from dcn_keras.models.objective import weighted_mean
 from tests.helpers import preset_model
 from tests.helpers import random_images
 
@@ -76,3 +79,12 @@ def test_fit_stops_on_a_label_out_of_range_instead_of_training_on_it():
         model.fit(random_images(4), np.array([0, 1, 10, 3]), batch_size=4, verbose=0)
     for old, new in zip(before, model.trainable_weights):
         np.testing.assert_array_equal(old, new.numpy())
+
+
+def test_sample_weight_weights_each_example_and_must_have_one_per_example():
+    values = tf.constant([1.0, 2.0, 3.0, 4.0])
+    assert weighted_mean(values, np.array([[1.0], [0.0], [0.0], [2.0]])).numpy() == 9.0 / 4
+    for bad in (np.ones((4, 3)), np.ones(5), np.ones((4, 1, 1))):
+        message = r"\[batch\] or \[batch, 1\] for a batch of 4; got shape " + re.escape(str(bad.shape))
+        with pytest.raises(ValueError, match=message):
+            weighted_mean(values, bad)
