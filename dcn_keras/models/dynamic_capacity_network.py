@@ -162,6 +162,9 @@ class DynamicCapacityNetwork(keras.Model):
             raise ValueError(
                 f"Expected images of shape {expected}; got {tuple(images.shape)}."
             )
+        if images.shape[0] == 0:
+            # oneDNN's convolutions fail on it with an unrelated message.
+            raise ValueError("Expected at least one image; got an empty batch.")
         return tf.ensure_shape(images, expected)
 
     def forward(self, images, training=False):

@@ -41,8 +41,16 @@ def checked_images(images, image_shape):
             tail, tf.constant([height, width, channels]),
             message=f"Expected {expected}; got [batch, height, width, channels] with these sizes:")
     with tf.control_dependencies([check]):
+        nonempty = _assert_nonempty(shape[0])
+    with tf.control_dependencies([nonempty]):
         images = tf.identity(images)
     return tf.ensure_shape(images, (None, height, width, channels))
+
+
+def _assert_nonempty(batch):
+    # oneDNN's convolutions fail on an empty batch with an unrelated message.
+    return tf.debugging.assert_positive(
+        batch, message="Expected at least one image; got an empty batch.")
 
 
 def decode_images(image_bytes, image_shape):
@@ -93,7 +101,16 @@ def export_model(model, path, xla=True):
         return _flat_outputs(model, checked_images(images, image_shape))
 
     def serve_bytes(image_bytes):
+        with tf.control_dependencies([_assert_nonempty(tf.size(image_bytes))]):
+            image_bytes = tf.identity(image_bytes)
         return _flat_outputs(model, decode_images(image_bytes, image_shape))
+
+    compiled = tf.function(lambda images: _flat_outputs(model, images), jit_compile=True)
+
+    def serve_xla(images):
+        # The checks stay outside the XLA cluster, where XLA would drop the
+        # asserts and report a bad shape as a failed tf2xla conversion.
+        return compiled(checked_images(images, image_shape))
 
     def build(tmp):
         archive = keras.export.ExportArchive()
@@ -105,8 +122,7 @@ def export_model(model, path, xla=True):
         archive.add_endpoint("serving_bytes", serve_bytes,
                              input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
         if xla:
-            archive.add_endpoint("serving_xla", tf.function(serve, jit_compile=True),
-                                 input_signature=[images_spec])
+            archive.add_endpoint("serving_xla", serve_xla, input_signature=[images_spec])
         archive.write_out(tmp, verbose=False)
 
     return replace_directory(build, path)

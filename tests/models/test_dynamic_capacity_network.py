@@ -221,6 +221,7 @@ def test_bad_configuration_raises_a_clear_value_error(build, message):
         (np.zeros((2, 100, 100, 3), np.float32), r"\(2, 100, 100, 3\)"),
         (np.zeros((100, 100, 1), np.float32), r"\(100, 100, 1\)"),
         (np.zeros((2, 100, 100, 1), np.uint8), "uint8"),
+        (np.zeros((0, 100, 100, 1), np.float32), "empty batch"),
     ],
 )
 def test_bad_images_raise_a_clear_value_error(images, message):

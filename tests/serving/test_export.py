@@ -56,17 +56,40 @@ def test_bytes_signature_decodes_pngs_in_the_graph(exported):
     np.testing.assert_allclose(out["probabilities"], model(images)["probabilities"], atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["serving_default", "serving_xla"])
 @pytest.mark.parametrize(
     "shape,got",
     [((2, 64, 64, 1), "[64 64 1]"), ((2, 100, 100, 3), "[100 100 3]"), ((100, 100, 1), "[-1 -1 -1]")],
 )
-def test_wrong_inputs_get_an_error_naming_the_expected_shape(exported, shape, got):
+def test_wrong_inputs_get_an_error_naming_the_expected_shape(exported, name, shape, got):
     _, path, _ = exported
-    signature = tf.saved_model.load(path).signatures["serving_default"]
+    signature = tf.saved_model.load(path).signatures[name]
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         signature(images=tf.zeros(shape))
     assert "Expected float32 images of shape [batch, 100, 100, 1]" in error.value.message
     assert got in error.value.message
+
+
+@pytest.mark.parametrize(
+    "name,inputs",
+    [
+        ("serving_default", {"images": tf.zeros((0, 100, 100, 1))}),
+        ("serving_xla", {"images": tf.zeros((0, 100, 100, 1))}),
+        ("serving_bytes", {"image_bytes": tf.constant([], tf.string)}),
+    ],
+)
+def test_an_empty_batch_gets_an_error_saying_so(exported, name, inputs):
+    _, path, _ = exported
+    signature = tf.saved_model.load(path).signatures[name]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one image; got an empty batch"):
+        signature(**inputs)
+
+
+def test_bytes_that_are_no_image_get_an_error_naming_the_formats(exported):
+    _, path, images = exported
+    signature = tf.saved_model.load(path).signatures["serving_bytes"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format. One of JPEG"):
+        signature(image_bytes=tf.constant([_png(images[0]), b"not an image"]))
 
 
 def test_runs_in_a_fresh_process_without_keras_or_dcn_keras(exported, tmp_path):
