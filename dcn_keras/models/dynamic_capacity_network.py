@@ -288,6 +288,20 @@ class DynamicCapacityNetwork(keras.Model):
         self.compile(**config)
         self.optimizer.build(self.trainable_variables)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs):
+        """Keras's `export`, by default for float32 images of `image_shape`.
+
+        Keras takes a subclassed model's input signature from its first
+        `build`, which a DCN (built in `__init__`) never has. For TF Serving,
+        `dcn_keras.serving.export_model` (`bin/dcn_export`) adds input checks
+        and an encoded-image signature.
+        """
+        if input_signature is None:
+            input_signature = [tf.TensorSpec((None, *self.image_shape), tf.float32, name="images")]
+        return super().export(filepath, format=format, verbose=verbose,
+                              input_signature=input_signature, **kwargs)
+
     def with_num_patches(self, num_patches):
         """This DCN refining `num_patches` cells instead, sharing its weights.
 

@@ -143,6 +143,17 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
 
 
+def test_keras_export_needs_no_input_signature_and_serves_any_batch_size(tmp_path):
+    model = preset_model(num_patches=3)
+    model.export(str(tmp_path / "saved"), verbose=False)
+    serve = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    for batch in (1, 3):
+        images = random_images(batch, seed=batch)
+        out, expected = serve(images=tf.constant(images)), model(images)
+        np.testing.assert_allclose(out["probabilities"], expected["probabilities"], atol=1e-6)
+        np.testing.assert_array_equal(out["locations"], expected["locations"])
+
+
 def test_fit_evaluate_predict_on_datasets_and_arrays_report_every_term():
     model = preset_model()
     model.compile(optimizer="adam")
