@@ -50,7 +50,7 @@ def checked_images(images, image_shape):
 def _assert_nonempty(batch):
     # oneDNN's convolutions fail on an empty batch with an unrelated message.
     return tf.debugging.assert_positive(
-        batch, message="Expected at least one image; got an empty batch.")
+        batch, message="Expected at least one image; got an empty batch")
 
 
 def decode_images(image_bytes, image_shape):
