@@ -17,8 +17,8 @@ def labels_per_head(labels, logits):
     One head takes class indices `[batch]` (or `[batch, 1]`); several heads
     take a dict keyed by head name (a dict of logits) or a list in head
     order. Shapes and kinds are checked while tracing (`ValueError`); values
-    (integral, in `[0, classes)`) when the step runs, since a bad index
-    gives no error on every device.
+    (whole, in `[0, classes)`) when the step runs, since the loss kernel
+    gives no error for a bad index on GPU (it returns NaN).
     """
     heads = head_list(logits)
     if isinstance(logits, dict):
