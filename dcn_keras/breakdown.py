@@ -14,14 +14,16 @@ def time_parts(dcn, images, warmup=5, repeats=30):
     """Milliseconds of each stage of a DCN's inference, each timed alone.
 
     Stages: `coarse` tower, `saliency` (top forward and backward),
-    `top_k`, patch `gather`, `fine` tower on all patches, `scatter`, and
-    the second `top` pass; `whole` is the full pass. Separate calls add a
+    `top_k`, patch `gather`, `fine` tower on all patches, `scatter` (the
+    full top pass only: an incremental one builds no refined grid), and
+    the refined `top` pass; `whole` is the full pass. Separate calls add a
     little per-call overhead, so the stages sum to somewhat more than `whole`.
     """
     out = dcn.forward(images)
     grid, saliency, locations = out["grid"], out["saliency"], out["locations"]
     patches = _fine_tower_input(dcn, images, locations)
     cells = tf.reshape(saliency, [tf.shape(saliency)[0], -1])
+    split = dcn.incremental_top
     stages = {
         "coarse": (lambda x: dcn.coarse(x), (images,)),
         "saliency": (lambda g: dcn.saliency_layer(g, top=dcn.top)["saliency"], (grid,)),
@@ -30,8 +32,14 @@ def time_parts(dcn, images, warmup=5, repeats=30):
         "fine": (lambda p: dcn.fine(p), (patches,)),
         "scatter": (lambda g, l, v: dcn.cell_scatter(g, l, v), (grid, locations, out["fine_vectors"])),
         "top": (lambda g: dcn.top(g), (out["refined_grid"],)),
-        "whole": (lambda x: dcn(x, training=False)["probabilities"], (images,)),
     }
+    if split is not None:
+        deltas = out["fine_vectors"] - out["coarse_vectors"]
+        pre_activation = split.coarse_pass(grid)["pre_activation"]
+        del stages["scatter"]
+        stages["saliency"] = (lambda g: split.coarse_pass(g)["saliency"], (grid,))
+        stages["top"] = (split.refined_logits, (pre_activation, locations, deltas))
+    stages["whole"] = (lambda x: dcn(x, training=False)["probabilities"], (images,))
     return {name: 1e3 * median_seconds(tf.function(fn), args, warmup, repeats)
             for name, (fn, args) in stages.items()}
 

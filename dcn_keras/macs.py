@@ -60,14 +60,20 @@ def count_macs(model, input_shape):
 def model_macs(dcn):
     """Multiply-adds per image of the coarse model, the fine model and the DCN.
 
-    The DCN runs the top network three times' worth: the coarse pass, the
-    saliency backward pass to the grid (input gradients cost what the forward
-    pass costs), and the refined pass; plus the fine tower on `k` patches.
+    The DCN runs the top network two times' worth, the coarse pass and the
+    saliency backward pass to the grid (input gradients cost what the
+    forward pass costs), plus the fine tower on `k` patches and the refined
+    pass: the whole top network again, or with an incremental top pass
+    (`IncrementalTop`) the first convolution's taps that reach each of the
+    `k` refined cells and the rest of the top network.
     """
     g = dcn.geometry
     grid = (*g.grid_shape, dcn.coarse.outputs[0].shape[-1])
     coarse = count_macs(dcn.coarse, dcn.image_shape)
     top = count_macs(dcn.top, grid)
+    refined = top
+    if dcn.incremental_top is not None:
+        refined = top - _incremental_saving(dcn.incremental_top.conv, grid, dcn.num_patches)
     patch = count_macs(dcn.fine, (*g.patch_size, dcn.image_shape[-1]))
     (pt, pb), (pl, pr) = g.padding
     h, w, c = dcn.image_shape
@@ -76,6 +82,18 @@ def model_macs(dcn):
     return {
         "coarse": coarse + top,
         "fine": fine_whole + count_macs(dcn.top, tuple(fine_grid)),
-        "dcn": coarse + 3 * top + dcn.num_patches * patch,
-        "parts": {"coarse_tower": coarse, "top": top, "fine_patch": patch, "fine_whole": fine_whole},
+        "dcn": coarse + 2 * top + refined + dcn.num_patches * patch,
+        "parts": {"coarse_tower": coarse, "top": top, "refined_top": refined, "fine_patch": patch,
+                  "fine_whole": fine_whole},
     }
+
+
+def _incremental_saving(conv, grid, num_patches):
+    # Each refined cell reaches ceil(kh / s) x ceil(kw / s) outputs of the
+    # first convolution, one cin x filters tap each, instead of the whole
+    # convolution; the rest of the top network runs as usual.
+    kh, kw = conv.kernel_size
+    stride = conv.strides[0]
+    taps = -(-kh // stride) * -(-kw // stride)
+    whole = _layer_macs(conv, (1, *grid), conv.compute_output_shape((1, *grid)))
+    return whole - num_patches * taps * grid[-1] * conv.filters

@@ -27,7 +27,8 @@ def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     assert set(results["train_step"]) == {"fine/b2", "dcn_k2/b2"}
     assert "train/dcn_k2/b2" in results["speedup_vs_best_fine"]
     parts = results["breakdown"]["dcn_k2/b2"]
-    assert list(parts) == ["coarse", "saliency", "top_k", "gather", "fine", "scatter", "top", "whole"]
+    # The default incremental top pass builds no refined grid: no scatter stage.
+    assert list(parts) == ["coarse", "saliency", "top_k", "gather", "fine", "top", "whole"]
     assert all(ms > 0 for ms in parts.values())
     layers = results["layer_times"]
     assert list(layers) == ["coarse tower, 2 images", "fine tower, 4 patches (k=2)",
@@ -119,6 +120,7 @@ def test_thread_pools_cannot_change_once_tensorflow_runs():
 @pytest.mark.parametrize("flag,message", [
     ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped."),
     ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
+    ("--top_pass=sparse", "--top_pass='sparse' is not valid; choose one of: incremental, full."),
     ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),
     ("--batch_splits=0", "--batch_splits=0 is not valid; it must be an integer >= 1."),
     ("--dtype_policy=bf16", "--dtype_policy='bf16' is not valid; choose one of: float32, mixed_float16, mixed_bfloat16."),

@@ -30,3 +30,10 @@ def test_a_network_timed_whole_is_timed_through_every_output():
     grads = tape.gradient(number, outputs)
     assert all(grads[name] is not None for name in outputs)
     assert float(number) == 3 + 5
+
+
+def test_the_full_top_pass_is_timed_with_its_scatter_stage():
+    images = tf.constant(np.random.default_rng(1).random((2, 100, 100, 1), dtype=np.float32))
+    parts = breakdown.time_parts(preset_model(top_pass="full"), images, warmup=1, repeats=1)
+    assert list(parts) == ["coarse", "saliency", "top_k", "gather", "fine", "scatter", "top", "whole"]
+    assert all(ms > 0 for ms in parts.values())

@@ -3,7 +3,7 @@ from tests.helpers import preset_model
 
 
 def test_multiply_adds_match_a_hand_count_for_the_paper_preset():
-    counts = macs.model_macs(preset_model())
+    counts = macs.model_macs(preset_model(top_pass="full"))
     coarse = 47 * 47 * 12 * 7 * 7 * 1 + 23 * 23 * 24 * 3 * 3 * 12
     top = 10 * 10 * 96 * 4 * 4 * 24 + 96 * 10
     patch = (12 * 12 * 24 * 9 * 1 + 12 * 12 * 24 * 9 * 24 + 2 * 6 * 6 * 24 * 9 * 24
@@ -11,11 +11,22 @@ def test_multiply_adds_match_a_hand_count_for_the_paper_preset():
     # Fine model: the fine tower on the 102x102 zero-padded image.
     whole = (100 * 100 * 24 * 9 + 100 * 100 * 24 * 9 * 24 + 2 * 50 * 50 * 24 * 9 * 24
              + 23 * 23 * 24 * 9 * 24)
-    assert counts["parts"] == {"coarse_tower": coarse, "top": top, "fine_patch": patch,
-                              "fine_whole": whole}
+    assert counts["parts"] == {"coarse_tower": coarse, "top": top, "refined_top": top,
+                              "fine_patch": patch, "fine_whole": whole}
     assert counts["dcn"] == coarse + 3 * top + 8 * patch == 22_980_396
     assert counts["fine"] == whole + top == 86_349_696
     assert round(counts["fine"] / counts["dcn"], 2) == 3.76
+
+
+def test_incremental_top_pass_counts_the_taps_each_refined_cell_reaches():
+    counts = macs.model_macs(preset_model())  # top_pass="incremental", the default
+    # Each of the 8 cells reaches 2 x 2 outputs of the 4x4 stride-2 conv
+    # (24 x 96 taps each); then the dense logits.
+    refined = 8 * 2 * 2 * 24 * 96 + 96 * 10
+    assert counts["parts"]["refined_top"] == refined
+    top = counts["parts"]["top"]
+    assert counts["dcn"] == 22_980_396 - top + refined == 19_367_724
+    assert round(counts["fine"] / counts["dcn"], 2) == 4.46
 
 
 def test_multi_head_top_counts_every_head():

@@ -85,7 +85,26 @@ class PhaseGradientConv2D(keras.layers.Conv2D):
 
 
 def _input_gradient(dy, kernel, stride, input_shape):
-    """Gradient of a valid stride-`stride` conv w.r.t. its input, phase form.
+    """Gradient of a valid stride-`stride` conv w.r.t. its input, phase form."""
+    return _on_input_grid(_phase_products(dy, kernel, stride), stride, input_shape)
+
+
+def input_gradient_squared_norm(dy, kernel, stride, input_shape):
+    """`sum_c (dL/dx[..., c])**2` of that gradient, in float32, `[B, H, W]`.
+
+    The squares are summed per phase, before the phases are interleaved,
+    so that only a one-channel map is moved into place (the saliency map
+    needs nothing more).
+    """
+    products = tf.cast(_phase_products(dy, kernel, stride), tf.float32)
+    shape = tf.shape(products)
+    squares = tf.reduce_sum(
+        tf.reshape(tf.square(products), [shape[0], shape[1], shape[2], stride * stride, -1]), -1)
+    return _on_input_grid(squares, stride, input_shape)[..., 0]
+
+
+def _phase_products(dy, kernel, stride):
+    """Every phase's share of the input gradient, `[B, rows, cols, s * s * cin]`.
 
     Input row `stride * q + p` receives `sum_u dy[q - u] * kernel[stride * u + p]`:
     per phase `p`, a stride-1 correlation of `dy` (padded by `m - 1`) with
@@ -98,9 +117,14 @@ def _input_gradient(dy, kernel, stride, input_shape):
     # [u, v, cout, row phase, col phase, cin]: depth_to_space's channel order.
     k = tf.reshape(tf.transpose(k, [0, 2, 5, 1, 3, 4]), [mh, mw, cout, stride * stride * cin])
     dy = tf.pad(dy, [[0, 0], [mh - 1, mh - 1], [mw - 1, mw - 1], [0, 0]])
-    dx = tf.nn.depth_to_space(tf.nn.conv2d(dy, k, 1, "VALID"), stride)
+    return tf.nn.conv2d(dy, k, 1, "VALID")
+
+
+def _on_input_grid(phased, stride, input_shape):
+    # Interleaves the phases into input rows and columns, cropped to the
+    # input; rows past the last window get no gradient.
+    dx = tf.nn.depth_to_space(phased, stride) if stride > 1 else phased
     height, width = input_shape[1], input_shape[2]
     dx = dx[:, :height, :width]
-    # Input rows past the last window get no gradient.
     covered = tf.shape(dx)
     return tf.pad(dx, [[0, 0], [0, height - covered[1]], [0, width - covered[2]], [0, 0]])

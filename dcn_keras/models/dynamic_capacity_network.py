@@ -7,12 +7,14 @@ from dcn_keras.layers.cell_scatter import CellScatter
 from dcn_keras.layers.entropy_saliency import EntropySaliency
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
+from dcn_keras.models.incremental_top import IncrementalTop
 from dcn_keras.models.objective import labels_per_head
 from dcn_keras.models.objective import per_example_ce_and_correct
 from dcn_keras.models.objective import probabilities
 from dcn_keras.models.objective import weighted_mean
 from dcn_keras.patch_geometry import PatchGeometry
 
+TOP_PASSES = ("incremental", "full")
 _METRICS = ("loss", "refined_loss", "coarse_loss", "hint_loss", "accuracy", "coarse_accuracy")
 
 
@@ -53,6 +55,12 @@ class DynamicCapacityNetwork(keras.Model):
             `(0, 0)`'s patch corner.
         gather: str, `"index"` (default) or `"extract_patches"`; see
             `PatchGather`.
+        top_pass: str, how inference runs the top network on the refined
+            grid: `"incremental"` (default), as a sparse update of the coarse
+            pass's first-layer pre-activations (`IncrementalTop`; same
+            outputs to float rounding, less work), or `"full"`, the whole
+            top network on the rebuilt grid. Tops that `IncrementalTop`
+            cannot split, and training, always take the full pass.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -78,6 +86,7 @@ class DynamicCapacityNetwork(keras.Model):
         patch_size=None,
         patch_offset=None,
         gather="index",
+        top_pass="incremental",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -114,6 +123,8 @@ class DynamicCapacityNetwork(keras.Model):
                 raise ValueError(f"`{name}` must be a number >= 0; got {value!r}.")
         if gather not in METHODS:
             raise ValueError(f"`gather` must be one of {METHODS}; got {gather!r}.")
+        if top_pass not in TOP_PASSES:
+            raise ValueError(f"`top_pass` must be one of {TOP_PASSES}; got {top_pass!r}.")
         self.image_shape = image_shape
         self.num_patches = num_patches
         self.hint_weight = float(hint_weight)
@@ -121,6 +132,8 @@ class DynamicCapacityNetwork(keras.Model):
         self.patch_size = patch_size
         self.patch_offset = patch_offset
         self.gather = gather
+        self.top_pass = top_pass
+        self.incremental_top = IncrementalTop.split(top) if top_pass == "incremental" else None
 
         # The model's own policy, not the global one at construction: a DCN
         # loaded or re-made (with_num_patches) keeps the policy it was built with.
@@ -171,7 +184,12 @@ class DynamicCapacityNetwork(keras.Model):
         """The full forward pass, with the tensors the objective needs."""
         images = self._check_images(images)
         grid = self.coarse(images, training=training)
-        scored = self.saliency_layer(grid, top=self.top, training=training)
+        # Training takes the full pass: its gradients are those of the paper's model as written.
+        incremental = None if training else self.incremental_top
+        if incremental is None:
+            scored = self.saliency_layer(grid, top=self.top, training=training)
+        else:
+            scored = incremental.coarse_pass(grid)
         saliency = scored["saliency"]
         rows, cols = self.geometry.grid_shape
         _, flat = tf.math.top_k(tf.reshape(saliency, [-1, rows * cols]), self.num_patches)
@@ -184,9 +202,14 @@ class DynamicCapacityNetwork(keras.Model):
         fine_vectors = tf.reshape(
             self.fine(patches, training=training), [batch, self.num_patches, -1]
         )
-        refined = self.cell_scatter(grid, locations, fine_vectors)
-        logits = self.top(refined, training=training)
         coarse_vectors = tf.gather_nd(grid, locations, batch_dims=1)
+        # Unused in the incremental pass, so a traced graph prunes it.
+        refined = self.cell_scatter(grid, locations, fine_vectors)
+        if incremental is None:
+            logits = self.top(refined, training=training)
+        else:
+            deltas = tf.cast(fine_vectors, grid.dtype) - coarse_vectors
+            logits = incremental.refined_logits(scored["pre_activation"], locations, deltas)
         return {
             "logits": logits,
             "coarse_logits": scored["logits"],
@@ -312,7 +335,8 @@ class DynamicCapacityNetwork(keras.Model):
             self.coarse, self.fine, self.top, image_shape=self.image_shape,
             num_patches=num_patches, hint_weight=self.hint_weight,
             coarse_weight=self.coarse_weight, patch_size=self.patch_size,
-            patch_offset=self.patch_offset, gather=self.gather, dtype=self.dtype_policy)
+            patch_offset=self.patch_offset, gather=self.gather, top_pass=self.top_pass,
+            dtype=self.dtype_policy)
 
     def fine_only_model(self, name="fine_model"):
         """The paper's fine-model baseline: `top(fine(zero-padded images))`."""
@@ -339,6 +363,7 @@ class DynamicCapacityNetwork(keras.Model):
             patch_size=self.patch_size,
             patch_offset=self.patch_offset,
             gather=self.gather,
+            top_pass=self.top_pass,
         )
         return config
 

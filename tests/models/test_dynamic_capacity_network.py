@@ -129,7 +129,7 @@ def test_mixed_precision_trains_with_float32_saliency_and_losses(policy):
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
-    model = preset_model(num_patches=5, hint_weight=0.3, gather="extract_patches")
+    model = preset_model(num_patches=5, hint_weight=0.3, gather="extract_patches", top_pass="full")
     model.compile(optimizer="adam")
     images = random_images(3, seed=6)
     model.fit(images, np.arange(3), epochs=1, verbose=0)
@@ -137,7 +137,9 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     assert isinstance(loaded, dcn_keras.DynamicCapacityNetwork)
-    assert (loaded.num_patches, loaded.hint_weight, loaded.gather) == (5, 0.3, "extract_patches")
+    assert (loaded.num_patches, loaded.hint_weight, loaded.gather, loaded.top_pass) == (
+        5, 0.3, "extract_patches", "full")
+    assert loaded.incremental_top is None and loaded.with_num_patches(4).top_pass == "full"
     a, b = model(images), loaded(images)
     for key in a:
         np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
@@ -207,6 +209,7 @@ def _towers(**kwargs):
         (lambda: preset_model(patch_size=18, patch_offset=-2), "exactly one fine vector"),
         (lambda: preset_model(patch_size=13), "exactly one fine vector"),
         (lambda: preset_model(gather="glimpse"), "gather"),
+        (lambda: preset_model(top_pass="sparse"), r"`top_pass` must be one of .*'sparse'"),
         (lambda: preset_model(hint_weight=-1), "hint_weight"),
         (
             lambda: dcn_keras.DynamicCapacityNetwork(
@@ -243,3 +246,60 @@ def test_bad_images_raise_a_clear_value_error(images, message):
 def test_compile_rejects_a_loss():
     with pytest.raises(ValueError, match="built-in objective"):
         preset_model().compile(optimizer="adam", loss="mse")
+
+
+def _random_biases(model, seed=1):
+    # Zero biases leave many ReLUs at their kink; random ones make the test general.
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if "bias" in v.path:
+            v.assign(rng.normal(0, 0.05, v.shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("preset,shape", [("cluttered_mnist", (100, 100, 1)), ("svhn", (64, 64, 3))])
+def test_incremental_and_full_top_passes_give_the_same_outputs(preset, shape):
+    incremental = dcn_keras.DynamicCapacityNetwork.from_preset(preset)
+    _random_biases(incremental)
+    assert incremental.incremental_top is not None
+    full = dcn_keras.DynamicCapacityNetwork(
+        incremental.coarse, incremental.fine, incremental.top, image_shape=shape,
+        num_patches=incremental.num_patches, top_pass="full")
+    images = tf.constant(random_images(4, shape, seed=7))
+    a, b = tf.function(incremental)(images), tf.function(full)(images)
+    np.testing.assert_array_equal(a["locations"], b["locations"])
+    np.testing.assert_allclose(a["saliency"], b["saliency"], rtol=1e-5, atol=1e-9)
+    for key in ("probabilities", "coarse_probabilities"):
+        for x, y in zip(tf.nest.flatten(a[key]), tf.nest.flatten(b[key])):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def _op_types(model, images, training=False):
+    graph = tf.function(lambda x: model.forward(x, training=training)["logits"]).get_concrete_function(
+        images).graph
+    return [op.type for op in graph.get_operations()]
+
+
+def test_the_incremental_top_pass_runs_one_top_convolution_fewer_and_not_in_training():
+    model = preset_model()
+    full = dcn_keras.DynamicCapacityNetwork(
+        model.coarse, model.fine, model.top, image_shape=model.image_shape, top_pass="full")
+    images = tf.constant(random_images(2))
+    # Coarse 2, fine 5, the top's forward and its phase-form gradient: 9; the full pass adds the top again.
+    incremental = _op_types(model, images)
+    assert incremental.count("Conv2D") == 9 and "TensorScatterAdd" in incremental
+    assert _op_types(full, images).count("Conv2D") == 10
+    # Training: the top runs twice on whole grids (the saliency's gradient is Conv2D's own there).
+    trained = _op_types(model, images, training=True)
+    assert trained.count("Conv2D") == 9 and "Conv2DBackpropInput" in trained
+    assert "TensorScatterUpdate" in trained and "TensorScatterAdd" not in trained
+
+
+def test_a_top_that_cannot_be_split_takes_the_full_pass():
+    towers = _towers()
+    grid = keras.Input((None, None, 24))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(grid)
+    top = keras.Model(grid, keras.layers.Dense(10)(keras.layers.GlobalMaxPooling2D()(h)))
+    model = dcn_keras.DynamicCapacityNetwork(towers["coarse"], towers["fine"], top, image_shape=(100, 100, 1))
+    assert model.top_pass == "incremental" and model.incremental_top is None
+    out = model(random_images(2))
+    assert out["probabilities"].shape == (2, 10)

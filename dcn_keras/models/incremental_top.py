@@ -1,0 +1,161 @@
+"""The top network split after its first convolution, for a DCN's inference."""
+
+from dcn_keras.backend import keras
+from dcn_keras.backend import tf
+from dcn_keras.layers.entropy_saliency import prediction_entropy
+from dcn_keras.layers.phase_gradient_conv2d import input_gradient_squared_norm
+
+
+class IncrementalTop:
+    """A top network `g = rest(activation(conv(grid)))` whose refined pass is a sparse update.
+
+    A DCN's refined grid differs from its coarse grid at `k` cells only, and
+    `g`'s first layer is linear up to its activation. So the refined pass
+    need not build the refined grid and repeat that convolution: the coarse
+    pass's pre-activations plus the convolution of the `k` cell differences
+    (`fine - coarse`, each reaching at most `ceil(kh / s) * ceil(kw / s)`
+    outputs) are the refined pass's pre-activations, equal to float rounding.
+    The coarse pass also gives the saliency map: the entropy's gradient with
+    respect to the pre-activations, taken back through the convolution in
+    phase form, with the squared norm summed before the phases are
+    interleaved (`input_gradient_squared_norm`).
+
+    `IncrementalTop.split(top)` applies when the top network's input feeds
+    one layer only, a `keras.layers.Conv2D` (or subclass, such as
+    `PhaseGradientConv2D`) with `"valid"` padding, no dilation, one group,
+    channels last and equal strides, and returns None for other tops (a DCN
+    then runs the whole top network twice). The presets' tops all apply.
+    Everything runs at inference (`training=False`).
+
+    Args:
+        top: `keras.Model`, the top network, functional, starting with such
+            a convolution (use `split` to test a top without an error).
+
+    Example:
+    ```python
+    split = IncrementalTop.split(top)
+    coarse = split.coarse_pass(grid)  # logits, saliency, pre_activation
+    logits = split.refined_logits(coarse["pre_activation"], locations, fine - coarse_cells)
+    ```
+
+    Reference: Almahairi et al., "Dynamic Capacity Networks", ICML 2016,
+    Sec. 3.1 (saliency) and Eq. 4 (the refined representation).
+    """
+
+    def __init__(self, top):
+        conv = _first_convolution(top)
+        if conv is None:
+            raise ValueError(
+                f"Top network {getattr(top, 'name', top)!r} does not start with a valid, "
+                "undilated, ungrouped, channels-last Conv2D with equal strides that alone "
+                "takes its input; use IncrementalTop.split(top), which returns None for it."
+            )
+        self.top = top
+        self.conv = conv
+        # The rest of the network, from the convolution's (activated) output.
+        self.rest = keras.Model(conv.output, top.output, name=f"{top.name}_after_{conv.name}")
+
+    @classmethod
+    def split(cls, top):
+        """An `IncrementalTop` of `top`, or None where `top` does not apply."""
+        return cls(top) if _first_convolution(top) is not None else None
+
+    def _kernel(self, dtype):
+        return tf.cast(self.conv.kernel, dtype)
+
+    def coarse_pass(self, grid):
+        """`{"logits", "saliency", "pre_activation"}` of the top on the coarse grid."""
+        conv = self.conv
+        kernel = self._kernel(conv.compute_dtype)
+        grid = tf.cast(grid, conv.compute_dtype)
+        pre_activation = conv.convolution_op(grid, kernel)
+        if conv.use_bias:
+            pre_activation = pre_activation + tf.cast(conv.bias, pre_activation.dtype)
+        # Only the pre-activations are watched, as in EntropySaliency.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(pre_activation)
+            logits = self.rest(conv.activation(pre_activation), training=False)
+            entropy = prediction_entropy(logits)
+        grads = tf.stop_gradient(tape.gradient(entropy, pre_activation))
+        squared = input_gradient_squared_norm(grads, kernel, conv.strides[0], tf.shape(grid))
+        return {"logits": logits, "saliency": tf.sqrt(squared), "pre_activation": pre_activation}
+
+    def refined_logits(self, pre_activation, locations, deltas):
+        """The top's logits on the grid whose cells at `locations` changed by `deltas`.
+
+        Args:
+            pre_activation: `coarse_pass`'s, `[batch, out_rows, out_cols, filters]`.
+            locations: int tensor `[batch, k, 2]`, distinct `(row, col)` cells
+                of each example.
+            deltas: tensor `[batch, k, channels]`, new minus old cell vectors.
+        """
+        conv = self.conv
+        updated = _add_cell_deltas(pre_activation, locations, deltas,
+                                   self._kernel(pre_activation.dtype), conv.strides[0])
+        return self.rest(conv.activation(updated), training=False)
+
+
+def _first_convolution(top):
+    # The Conv2D that alone takes a functional top's input, if it qualifies.
+    inputs = getattr(top, "inputs", None)
+    if not isinstance(top, keras.Model) or not inputs or len(inputs) != 1:
+        return None
+    grid, users = inputs[0], []
+    for layer in top.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            layer_inputs = tf.nest.flatten(layer.input)
+        except (AttributeError, ValueError):
+            return None  # A layer called more than once: not a plain chain.
+        if any(t is grid for t in layer_inputs):
+            users.append(layer)
+    if len(users) != 1:
+        return None
+    conv = users[0]
+    if not (
+        isinstance(conv, keras.layers.Conv2D)
+        and conv.data_format == "channels_last"
+        and conv.padding == "valid"
+        and tuple(conv.dilation_rate) == (1, 1)
+        and conv.groups == 1
+        and conv.strides[0] == conv.strides[1]
+    ):
+        return None
+    return conv
+
+
+def _add_cell_deltas(pre_activation, locations, deltas, kernel, stride):
+    """`pre_activation + conv(grid of zeros with deltas at locations)`, sparsely.
+
+    Cell `i` (one axis) reaches outputs `q = i // s - u`, `u < ceil(kh / s)`,
+    through tap `i % s + s * u`: the cell's phase `i % s` picks the taps, so
+    one matmul of each delta, placed in its phase's slot, by the kernel
+    regrouped by phase gives every contribution.
+    """
+    kh, kw, cin, cout = kernel.shape
+    mh, mw = -(-kh // stride), -(-kw // stride)
+    shape = tf.shape(pre_activation)
+    out_rows, out_cols = shape[1], shape[2]
+    num_patches = locations.shape[1]
+    # [phase row, phase col, cin] x [u, v, cout]; taps past the kernel are zero.
+    k = tf.pad(kernel, [[0, mh * stride - kh], [0, mw * stride - kw], [0, 0], [0, 0]])
+    k = tf.reshape(k, [mh, stride, mw, stride, cin, cout])
+    k = tf.reshape(tf.transpose(k, [1, 3, 4, 0, 2, 5]), [stride * stride * cin, mh * mw * cout])
+    locations = tf.cast(locations, tf.int32)
+    rows, cols = locations[..., 0], locations[..., 1]
+    phase = tf.one_hot((rows % stride) * stride + cols % stride, stride * stride, dtype=deltas.dtype)
+    placed = tf.reshape(phase[..., None] * deltas[..., None, :], [-1, stride * stride * cin])
+    contributions = tf.reshape(tf.matmul(placed, k), [-1, mh, mw, cout])
+    out_row = tf.reshape(rows // stride, [-1, 1, 1]) - tf.range(mh)[:, None]  # [B*k, mh, 1]
+    out_col = tf.reshape(cols // stride, [-1, 1, 1]) - tf.range(mw)[None, :]  # [B*k, 1, mw]
+    inside = (out_row >= 0) & (out_row < out_rows) & (out_col >= 0) & (out_col < out_cols)
+    contributions = tf.where(inside[..., None], contributions, tf.zeros_like(contributions))
+    example = tf.reshape(tf.repeat(tf.range(shape[0]), num_patches), [-1, 1, 1])
+    # Outputs off the map get a zero contribution at a clipped (valid) index.
+    index = ((example * out_rows + tf.clip_by_value(out_row, 0, out_rows - 1)) * out_cols
+             + tf.clip_by_value(out_col, 0, out_cols - 1))
+    flat = tf.tensor_scatter_nd_add(
+        tf.reshape(pre_activation, [-1, cout]), tf.reshape(index, [-1, 1]),
+        tf.reshape(contributions, [-1, cout]))
+    return tf.reshape(flat, shape)
