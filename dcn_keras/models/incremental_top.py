@@ -27,6 +27,13 @@ class IncrementalTop:
     then runs the whole top network twice). The presets' tops all apply.
     Everything runs at inference (`training=False`).
 
+    Where the convolution's activation is ReLU or linear and its output
+    feeds a `keras.layers.GlobalMaxPooling2D` alone (the presets), the
+    activation is applied after the pool (it commutes with the maximum:
+    `max(relu(z)) == relu(max(z))` exactly), and the pool's gradient is
+    taken from the small pooled gradient directly; TensorFlow's tie rule
+    (equal shares among tied maxima) is kept, so the saliency is the same.
+
     Args:
         top: `keras.Model`, the top network, functional, starting with such
             a convolution (use `split` to test a top without an error).
@@ -52,8 +59,11 @@ class IncrementalTop:
             )
         self.top = top
         self.conv = conv
-        # The rest of the network, from the convolution's (activated) output.
-        self.rest = keras.Model(conv.output, top.output, name=f"{top.name}_after_{conv.name}")
+        self.pool = _max_pool_after(top, conv)
+        # The rest of the network, from the pool's output where the pool is
+        # run here, else from the convolution's (activated) output.
+        start = conv if self.pool is None else self.pool
+        self.rest = keras.Model(start.output, top.output, name=f"{top.name}_after_{start.name}")
 
     @classmethod
     def split(cls, top):
@@ -71,12 +81,16 @@ class IncrementalTop:
         pre_activation = conv.convolution_op(grid, kernel)
         if conv.use_bias:
             pre_activation = pre_activation + tf.cast(conv.bias, pre_activation.dtype)
-        # Only the pre-activations are watched, as in EntropySaliency.
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(pre_activation)
-            logits = self.rest(conv.activation(pre_activation), training=False)
-            entropy = prediction_entropy(logits)
-        grads = tf.stop_gradient(tape.gradient(entropy, pre_activation))
+        if self.pool is None:
+            # Only the pre-activations are watched, as in EntropySaliency.
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(pre_activation)
+                logits = self.rest(conv.activation(pre_activation), training=False)
+                entropy = prediction_entropy(logits)
+            grads = tape.gradient(entropy, pre_activation)
+        else:
+            logits, grads = self._pooled_pass_and_gradient(pre_activation)
+        grads = tf.stop_gradient(grads)
         squared = input_gradient_squared_norm(grads, kernel, conv.strides[0], tf.shape(grid))
         return {"logits": logits, "saliency": tf.sqrt(squared), "pre_activation": pre_activation}
 
@@ -92,7 +106,58 @@ class IncrementalTop:
         conv = self.conv
         updated = _add_cell_deltas(pre_activation, locations, deltas,
                                    self._kernel(pre_activation.dtype), conv.strides[0])
+        if self.pool is not None:
+            return self.rest(self._pooled(tf.reduce_max(updated, axis=[1, 2])), training=False)
         return self.rest(conv.activation(updated), training=False)
+
+    def _pooled(self, peak):
+        # The pool's output, from the pre-activations' maxima `[batch, filters]`.
+        pooled = self.conv.activation(peak)
+        return pooled[:, None, None, :] if self.pool.keepdims else pooled
+
+    def _pooled_pass_and_gradient(self, pre_activation):
+        # The entropy's gradient reaches each map only through its maxima:
+        # TensorFlow's max gradient gives each of n tied maxima 1/n of it,
+        # and ReLU's passes it where the maximum is positive (the gradient
+        # with respect to `peak` already holds that factor).
+        peak = tf.reduce_max(pre_activation, axis=[1, 2])
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(peak)
+            logits = self.rest(self._pooled(peak), training=False)
+            entropy = prediction_entropy(logits)
+        at_peak = tf.cast(tf.equal(pre_activation, peak[:, None, None, :]), pre_activation.dtype)
+        # (1 / n) * g, in TensorFlow's order, so results match it bit for bit.
+        share = (1.0 / tf.reduce_sum(at_peak, axis=[1, 2])) * tape.gradient(entropy, peak)
+        return logits, at_peak * share[:, None, None, :]
+
+
+def _sole_user(top, tensor):
+    # The one layer of `top` taking `tensor`, or None (several, or a layer
+    # called more than once: not a plain chain).
+    users = []
+    for layer in top.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            layer_inputs = tf.nest.flatten(layer.input)
+        except (AttributeError, ValueError):
+            return None
+        if any(t is tensor for t in layer_inputs):
+            users.append(layer)
+    return users[0] if len(users) == 1 else None
+
+
+def _max_pool_after(top, conv):
+    # The GlobalMaxPooling2D that alone takes the convolution's output, where
+    # the convolution's activation commutes with the maximum; else None.
+    if conv.activation not in (keras.activations.relu, keras.activations.linear):
+        return None
+    if any(t is conv.output for t in tf.nest.flatten(top.outputs)):
+        return None
+    pool = _sole_user(top, conv.output)
+    if isinstance(pool, keras.layers.GlobalMaxPooling2D) and pool.data_format == "channels_last":
+        return pool
+    return None
 
 
 def _first_convolution(top):
@@ -100,19 +165,7 @@ def _first_convolution(top):
     inputs = getattr(top, "inputs", None)
     if not isinstance(top, keras.Model) or not inputs or len(inputs) != 1:
         return None
-    grid, users = inputs[0], []
-    for layer in top.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        try:
-            layer_inputs = tf.nest.flatten(layer.input)
-        except (AttributeError, ValueError):
-            return None  # A layer called more than once: not a plain chain.
-        if any(t is grid for t in layer_inputs):
-            users.append(layer)
-    if len(users) != 1:
-        return None
-    conv = users[0]
+    conv = _sole_user(top, inputs[0])
     if not (
         isinstance(conv, keras.layers.Conv2D)
         and conv.data_format == "channels_last"

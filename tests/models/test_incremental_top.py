@@ -101,3 +101,70 @@ def test_tops_it_cannot_update_are_refused(make_top):
     assert IncrementalTop.split(top) is None
     with pytest.raises(ValueError, match="does not start with a valid, undilated"):
         IncrementalTop(top)
+
+
+def _pool_top(activation, keepdims, separate_activation, seed=0):
+    # conv -> activation -> global max pool -> dense; with
+    # `separate_activation` the activation is its own layer, so the pool does
+    # not follow the convolution directly and the generic pass is taken.
+    grid = keras.Input((None, None, 4))
+    conv_activation = None if separate_activation else activation
+    h = keras.layers.Conv2D(6, 3, strides=2, activation=conv_activation)(grid)
+    if separate_activation:
+        h = keras.layers.Activation(activation)(h)
+    h = keras.layers.GlobalMaxPooling2D(keepdims=keepdims)(h)
+    if keepdims:
+        h = keras.layers.Flatten()(h)
+    top = keras.Model(grid, keras.layers.Dense(5)(h))
+    rng = np.random.default_rng(seed)
+    top.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in top.get_weights()])
+    return top
+
+
+def _grid_with_ties():
+    # Constant regions make equal pre-activations, so maxima tie.
+    rng = np.random.default_rng(3)
+    grid = rng.normal(size=(4, 11, 11, 4)).astype(np.float32)
+    grid[0] = 0.0
+    grid[1] = 1.0
+    grid[2, :, :6] = 0.5
+    return grid
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_the_pool_after_the_convolution_is_run_on_the_maxima_with_the_same_results(
+        activation, keepdims):
+    fused = IncrementalTop.split(_pool_top(activation, keepdims, separate_activation=False))
+    generic = IncrementalTop.split(_pool_top(activation, keepdims, separate_activation=True))
+    assert fused.pool is not None and generic.pool is None
+    grid = tf.constant(_grid_with_ties())
+    got, want = fused.coarse_pass(grid), generic.coarse_pass(grid)
+    # Same ops on the same numbers up to where the maxima are taken: equal bit for bit,
+    # ties included (TensorFlow gives n tied maxima 1/n of the gradient each).
+    np.testing.assert_array_equal(got["logits"], want["logits"])
+    np.testing.assert_array_equal(got["saliency"], want["saliency"])
+    assert np.any(got["saliency"][0] > 0) or activation == "relu"
+    locations = tf.constant(_distinct_cells(11, 11, batch=4, k=5, seed=4))
+    deltas = tf.constant(np.random.default_rng(5).normal(size=(4, 5, 4)).astype(np.float32))
+    np.testing.assert_array_equal(
+        fused.refined_logits(got["pre_activation"], locations, deltas),
+        generic.refined_logits(want["pre_activation"], locations, deltas))
+
+
+def test_the_saliency_splits_the_gradient_among_tied_maxima_as_autodiff_does():
+    top = _pool_top("relu", False, separate_activation=False)
+    split = IncrementalTop.split(top)
+    x = tf.constant(_grid_with_ties())
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        log_p = tf.nn.log_softmax(top(x))
+        entropy = -tf.reduce_sum(tf.exp(log_p) * log_p, -1)
+    expected = tf.norm(tape.gradient(entropy, x), axis=-1)
+    assert np.count_nonzero(expected[1]) > 1  # The constant grid's ties do get gradient.
+    np.testing.assert_allclose(split.coarse_pass(x)["saliency"], expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_a_pool_after_another_activation_takes_the_generic_pass(activation):
+    assert IncrementalTop.split(_pool_top(activation, False, separate_activation=False)).pool is None
