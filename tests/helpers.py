@@ -1,6 +1,9 @@
 """Shared test helpers: small fixtures the tests make themselves."""
 
+import os
+
 import numpy as np
+from tensorflow.core.protobuf import saved_model_pb2
 
 import dcn_keras
 
@@ -11,6 +14,17 @@ def preset_model(**overrides):
 
 def random_images(batch, shape=(100, 100, 1), seed=0):
     return np.random.default_rng(seed).random((batch, *shape), dtype=np.float32)
+
+
+def saved_model_nodes(path):
+    """Every node of a SavedModel's graphs and their functions."""
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    for graph in saved.meta_graphs:
+        yield from graph.graph_def.node
+        for function in graph.graph_def.library.function:
+            yield from function.node_def
 
 
 def glyph_task(num_images, num_classes=4, size=100, glyph=10, clutter=8, seed=0):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tensorflow.core.protobuf import saved_model_pb2
 
 from dcn_keras.backend import keras
 from dcn_keras.serving import export_from
@@ -15,6 +14,7 @@ from dcn_keras.serving import export_model
 from dcn_keras.serving import client
 from tests.helpers import preset_model
 from tests.helpers import random_images
+from tests.helpers import saved_model_nodes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -109,23 +109,13 @@ def test_runs_in_a_fresh_process_without_keras_or_dcn_keras(exported, tmp_path):
         np.testing.assert_allclose(got[f"bytes/{key}"], np.asarray(expected[key]), atol=1e-5)
 
 
-def _graph_nodes(path):
-    """Every node of a SavedModel's graphs and their functions."""
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
-    for graph in saved.meta_graphs:
-        yield from graph.graph_def.node
-        for function in graph.graph_def.library.function:
-            yield from function.node_def
-
-
 def _convolution_dtypes(path):
-    return {tf.as_dtype(node.attr["T"].type) for node in _graph_nodes(path) if node.op == "Conv2D"}
+    return {tf.as_dtype(node.attr["T"].type) for node in saved_model_nodes(path) if node.op == "Conv2D"}
 
 
 def test_graph_uses_only_core_tensorflow_ops(exported):
     _, path, _ = exported
-    ops = {node.op for node in _graph_nodes(path)}
+    ops = {node.op for node in saved_model_nodes(path)}
     assert {"Conv2D", "TopKV2", "DecodeImage"} <= ops
     assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
     assert [op for op in ops if not hasattr(tf.raw_ops, op)] == []

@@ -1,9 +1,13 @@
+import collections
 import os
 import re
 
 import tensorflow as tf
 
 from dcn_keras.evaluation import evaluate_saved_model
+from dcn_keras.serving import export_model
+from tests.helpers import preset_model
+from tests.helpers import saved_model_nodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, "saved_models", "cluttered_mnist_dcn", "1")
@@ -31,3 +35,15 @@ def test_shipped_model_is_small_and_in_serving_layout():
     assert size < 5 * 2**20
     signatures = tf.saved_model.load(SHIPPED).signatures
     assert {"serving_default", "serving_bytes", "serving_xla"} <= set(signatures)
+
+
+def test_shipped_model_holds_the_graph_this_code_exports(tmp_path):
+    # A graph change (a faster inference pass, say) must reach the shipped
+    # model too: same op types, same counts, as a fresh export of the preset.
+    fresh = export_model(preset_model(), str(tmp_path / "dcn" / "1"))
+    ops = collections.Counter(node.op for node in saved_model_nodes(fresh))
+    shipped = collections.Counter(node.op for node in saved_model_nodes(SHIPPED))
+    assert shipped == ops, (
+        "saved_models/cluttered_mnist_dcn/1 is stale: re-export it with the README's command "
+        f"(ops only in the fresh export: {dict(ops - shipped)}; only in the shipped one: "
+        f"{dict(shipped - ops)})")
