@@ -82,12 +82,7 @@ class IncrementalTop:
         if conv.use_bias:
             pre_activation = pre_activation + tf.cast(conv.bias, pre_activation.dtype)
         if self.pool is None:
-            # Only the pre-activations are watched, as in EntropySaliency.
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(pre_activation)
-                logits = self.rest(conv.activation(pre_activation), training=False)
-                entropy = prediction_entropy(logits)
-            grads = tape.gradient(entropy, pre_activation)
+            logits, grads = self._logits_and_entropy_gradient(pre_activation, conv.activation)
         else:
             logits, grads = self._pooled_pass_and_gradient(pre_activation)
         grads = tf.stop_gradient(grads)
@@ -110,6 +105,14 @@ class IncrementalTop:
             return self.rest(self._pooled(tf.reduce_max(updated, axis=[1, 2])), training=False)
         return self.rest(conv.activation(updated), training=False)
 
+    def _logits_and_entropy_gradient(self, watched, rest_input):
+        # Only `watched` is, as in EntropySaliency: the weights need no gradient.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(watched)
+            logits = self.rest(rest_input(watched), training=False)
+            entropy = prediction_entropy(logits)
+        return logits, tape.gradient(entropy, watched)
+
     def _pooled(self, peak):
         # The pool's output, from the pre-activations' maxima `[batch, filters]`.
         pooled = self.conv.activation(peak)
@@ -121,13 +124,10 @@ class IncrementalTop:
         # and ReLU's passes it where the maximum is positive (the gradient
         # with respect to `peak` already holds that factor).
         peak = tf.reduce_max(pre_activation, axis=[1, 2])
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(peak)
-            logits = self.rest(self._pooled(peak), training=False)
-            entropy = prediction_entropy(logits)
+        logits, peak_gradient = self._logits_and_entropy_gradient(peak, self._pooled)
         at_peak = tf.cast(tf.equal(pre_activation, peak[:, None, None, :]), pre_activation.dtype)
         # (1 / n) * g, in TensorFlow's order, so results match it bit for bit.
-        share = (1.0 / tf.reduce_sum(at_peak, axis=[1, 2])) * tape.gradient(entropy, peak)
+        share = (1.0 / tf.reduce_sum(at_peak, axis=[1, 2])) * peak_gradient
         return logits, at_peak * share[:, None, None, :]
 
 
