@@ -8,6 +8,7 @@ import numpy as np
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.breakdown import convolution_floor
 from dcn_keras.breakdown import layer_breakdown
 from dcn_keras.breakdown import time_parts
 from dcn_keras.macs import model_macs
@@ -33,14 +34,28 @@ def inference_fn(model, jit_compile=False, batch_splits=1):
         def one(x):
             return model(x, training=False)
 
-    def call(x):
-        pieces = min(batch_splits, x.shape[0] or 1)
-        if pieces <= 1:
-            return one(x)
-        sizes = [len(s) for s in np.array_split(np.arange(x.shape[0]), pieces)]
-        return tf.concat([one(part) for part in tf.split(x, sizes)], axis=0)
+    return tf.function(_sliced(one, batch_splits, lambda outs: tf.concat(outs, axis=0)),
+                       jit_compile=jit_compile)
 
-    return tf.function(call, jit_compile=jit_compile)
+
+def floor_fn(dcn, images, batch_splits=1):
+    """`(tf.function, args)` of `convolution_floor(dcn, images)`, sliced as `inference_fn`."""
+    one, args = convolution_floor(dcn, images)
+    return tf.function(_sliced(one, batch_splits, tf.add_n)), args
+
+
+def _sliced(one, batch_splits, join):
+    # `one` on each of `batch_splits` near-equal slices of its batch-major
+    # arguments (at most one per image), the results joined by `join`.
+    def call(*args):
+        batch = args[0].shape[0]
+        pieces = min(batch_splits, batch or 1)
+        if pieces <= 1:
+            return one(*args)
+        sizes = [len(s) for s in np.array_split(np.arange(batch), pieces)]
+        return join([one(*part) for part in zip(*(tf.split(a, sizes) for a in args))])
+
+    return call
 
 
 def configure_threads(intra_op=0, inter_op=0):
@@ -69,7 +84,7 @@ def _train_step(model):
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   top_pass="incremental", breakdown=False, batch_splits=1, dtype_policy="float32",
-                  layer_times=False, log=print):
+                  layer_times=False, floor=False, log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
@@ -83,7 +98,10 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     the coarse tower, the fine tower on each DCN's patches and on whole
     images, and the top network, at that size. With `batch_splits` > 1 every
     model's inference batch is cut into slices run side by side (see
-    `inference_fn`); training steps are not split. Every model is built under
+    `inference_fn`); training steps are not split. With `floor`, also each
+    DCN's `convolution_floor` at every batch size (graph, sliced as the
+    models are), timed in the models' interleaved rounds, under
+    `results["floor"]`. Every model is built under
     `dtype_policy` (one of `loading.DTYPE_POLICIES`; None is float32); the
     global policy is restored after.
     """
@@ -93,13 +111,13 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     dtype_policy = dtype_policy or "float32"
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
-                       top_pass, breakdown, batch_splits, layer_times, log)
+                       top_pass, breakdown, batch_splits, layer_times, floor, log)
     results["dtype_policy"] = dtype_policy
     return results
 
 
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, top_pass, breakdown,
-         batch_splits, layer_times, log):
+         batch_splits, layer_times, floor, log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
     dcns = {k: DynamicCapacityNetwork(
@@ -118,7 +136,7 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
     results = {"preset": preset, "gather": gather, "top_pass": top_pass, "macs_per_image": macs,
                "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
-               "batch_splits": batch_splits}
+               "batch_splits": batch_splits, "floor": {}}
     inputs = {batch: tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
               for batch in batch_sizes}
     calls = {batch: {} for batch in batch_sizes}
@@ -129,12 +147,17 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         for batch in batch_sizes:
             for variant, fn in variants.items():
                 calls[batch][f"{name}/b{batch}/{variant}"] = (fn, (inputs[batch],))
+    if floor:
+        for k, dcn in dcns.items():
+            for batch in batch_sizes:
+                calls[batch][f"dcn_k{k}/b{batch}/floor"] = floor_fn(dcn, inputs[batch], batch_splits)
     # One batch size at a time: its models interleaved with each other.
     for batch in batch_sizes:
         timed = interleaved_median_seconds(calls[batch], warmup, repeats)
         for key, seconds in timed.items():
-            results["inference"][key] = {"latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
             name, _, variant = key.split("/")
+            kind = "floor" if variant == "floor" else "inference"
+            results[kind][key] = {"latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
             log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
     largest = max(batch_sizes)
     for name in models:  # After the timing: traced and warm.

@@ -1,11 +1,14 @@
 """Where a DCN's time goes: its stages, and each layer of its networks.
 
 `bin/dcn_bench --breakdown` prints `time_parts`; `--layer_times` prints
-`layer_breakdown`.
+`layer_breakdown`; `--floor` times `convolution_floor`.
 """
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.layers.phase_gradient_conv2d import phase_kernel
+from dcn_keras.layers.phase_gradient_conv2d import phase_products
+from dcn_keras.models.incremental_top import IncrementalTop
 from dcn_keras.timing import interleaved_median_seconds
 from dcn_keras.timing import median_seconds
 
@@ -42,6 +45,55 @@ def time_parts(dcn, images, warmup=5, repeats=30):
     stages["whole"] = (lambda x: dcn(x, training=False)["probabilities"], (images,))
     return {name: 1e3 * median_seconds(tf.function(fn), args, warmup, repeats)
             for name, (fn, args) in stages.items()}
+
+
+def convolution_floor(dcn, images):
+    """A DCN's convolutions and pools alone: `(fn, args)`, `fn` not yet traced.
+
+    `fn(*args)` runs, one after another as the DCN's inference does, the
+    coarse tower on the images, the top network's first convolution on the
+    grid, the saliency's backward convolution (phase form, on a map of the
+    pre-activations' shape), the fine tower on the `batch * k` patches and,
+    for `top_pass="full"`, the top convolution once more. Their inputs are
+    computed beforehand, and control dependencies keep the order. All else
+    the pass runs (entropy and its gradient, top-k, gather, the sparse
+    update, the rest of the top network) is left out, so `fn`'s time is
+    the DCN's if all of that were free: the fine model's time over it bounds
+    the DCN's speed-up. `fn` returns one number; every argument is
+    batch-major, so the batch can be sliced (`bin/dcn_bench --batch_splits`).
+
+    Raises:
+        ValueError: the top network does not start with a convolution that
+            `IncrementalTop.split` takes (the floor names that convolution).
+    """
+    split = IncrementalTop.split(dcn.top)
+    if split is None:
+        raise ValueError(f"--floor needs a top network that starts with a convolution "
+                         f"IncrementalTop.split takes; {dcn.top.name!r} does not.")
+    conv = split.conv
+    kernel = tf.cast(conv.kernel, conv.compute_dtype)
+    phased_kernel = phase_kernel(kernel, conv.strides[0])
+    out = dcn.forward(images)
+    patches = dcn.patch_gather(images, out["locations"])  # [batch, k, ph, pw, C]
+    gradient_shaped = split.coarse_pass(out["grid"])["pre_activation"]
+
+    def top_convolution(grid):
+        z = conv.convolution_op(tf.cast(grid, conv.compute_dtype), kernel)
+        return z + tf.cast(conv.bias, z.dtype) if conv.use_bias else z
+
+    def fn(x, dy, p):
+        grid = dcn.coarse(x)
+        done = [top_convolution(grid)]
+        with tf.control_dependencies(done[-1:]):
+            done.append(phase_products(dy, phased_kernel))
+        with tf.control_dependencies(done[-1:]):
+            done.append(dcn.fine(tf.reshape(p, [-1, *p.shape[2:]])))
+        if dcn.incremental_top is None:
+            with tf.control_dependencies(done[-1:]):
+                done.append(top_convolution(grid))
+        return _one_number(done)
+
+    return fn, (images, gradient_shaped, patches)
 
 
 def _fine_tower_input(dcn, images, locations):

@@ -19,8 +19,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     results = bench_report.summarize(benchmark.run_benchmark(
         ks=(2,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1, xla=False,
-        breakdown=True, layer_times=True, log=lambda *_: None))
+        breakdown=True, layer_times=True, floor=True, log=lambda *_: None))
     assert set(results["macs_per_image"]) == {"coarse", "fine", "dcn_k2"}
+    assert set(results["floor"]) == {"dcn_k2/b1/floor", "dcn_k2/b2/floor"}
+    for key, value in results["floor"].items():
+        fine = results["inference"][f"fine/{key.split('/')[1]}/graph"]["latency_ms"]
+        assert results["floor_speedup_vs_best_fine"][key] == pytest.approx(fine / value["latency_ms"])
     for name in ("coarse", "fine", "dcn_k2"):
         for batch in (1, 2):
             assert results["inference"][f"{name}/b{batch}/graph"]["latency_ms"] > 0
@@ -42,6 +46,8 @@ def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     assert "fine tower, 4 patches (k=2)  fine_conv1 " in table.split("time per layer")[1]
     assert table.splitlines()[0].split()[0] == "model"
     assert "dcn_k2/b2" in table.split("time per stage")[1]
+    floor_lines = table.split("each DCN's convolutions and pools alone")[1].splitlines()[2:4]
+    assert [line.split()[0] for line in floor_lines] == ["dcn_k2/b1", "dcn_k2/b2"]
     assert any(line.strip().startswith("dcn_k2") for line in table.splitlines())
     path = bench_report.plot(results, str(tmp_path / "bench.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
@@ -59,8 +65,8 @@ def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
     keras.utils.set_random_seed(0)
     dcn = preset_model(num_patches=3)
     images = tf.constant(random_images(5, seed=3))
-    def convolutions(fn):
-        graph = fn.get_concrete_function(images).graph
+    def convolutions(fn, *args):
+        graph = fn.get_concrete_function(*(args or (images,))).graph
         return [op for op in graph.get_operations() if op.type == "Conv2D"]
 
     for model in (dcn, dcn.fine_only_model()):
@@ -70,6 +76,14 @@ def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
             fn = benchmark.inference_fn(model, batch_splits=splits)
             np.testing.assert_allclose(fn(images), whole, rtol=1e-5, atol=1e-6)
             assert len(convolutions(fn)) == min(splits, 5) * len(unsplit_convolutions)
+    # The convolution floor is sliced alike: its batch-major inputs cut together.
+    fn, args = benchmark.floor_fn(dcn, images)
+    unsplit_floor = convolutions(fn, *args)
+    assert len(unsplit_floor) == len(convolutions(benchmark.inference_fn(dcn)))
+    for splits in (2, 8):
+        fn, args = benchmark.floor_fn(dcn, images, batch_splits=splits)
+        assert len(convolutions(fn, *args)) == min(splits, 5) * len(unsplit_floor)
+        assert np.isfinite(float(fn(*args)))
     with pytest.raises(ValueError, match=r"--batch_splits=0 is not valid; it must be an integer >= 1"):
         benchmark.run_benchmark(batch_splits=0)
 
@@ -98,7 +112,7 @@ def test_dcn_bench_program_writes_json(tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bin", "dcn_bench"), "--k=2", "--batch_sizes=1",
          "--train_batch=2", "--warmup=1", "--repeats=1", "--noxla", "--intra_op_threads=1",
-         "--inter_op_threads=2", "--batch_splits=2", f"--json={out}"],
+         "--inter_op_threads=2", "--batch_splits=2", "--floor", f"--json={out}"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -107,6 +121,8 @@ def test_dcn_bench_program_writes_json(tmp_path):
     assert written["macs_per_image"]["dcn_k2"] > 0
     assert written["threads"] == {"intra_op": 1, "inter_op": 2}
     assert written["batch_splits"] == 2
+    assert written["floor"]["dcn_k2/b1/floor"]["latency_ms"] > 0
+    assert "each DCN's convolutions and pools alone" in done.stdout
 
 
 def test_thread_pools_cannot_change_once_tensorflow_runs():

@@ -1,8 +1,11 @@
 import numpy as np
+import pytest
 
 from dcn_keras import breakdown
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.layers.phase_gradient_conv2d import phase_kernel
+from dcn_keras.layers.phase_gradient_conv2d import phase_products
 from tests.helpers import preset_model
 
 
@@ -37,3 +40,66 @@ def test_the_full_top_pass_is_timed_with_its_scatter_stage():
     parts = breakdown.time_parts(preset_model(top_pass="full"), images, warmup=1, repeats=1)
     assert list(parts) == ["coarse", "saliency", "top_k", "gather", "fine", "scatter", "top", "whole"]
     assert all(ms > 0 for ms in parts.values())
+
+
+def _op_counts(fn, args, types):
+    graph = tf.function(fn).get_concrete_function(*args).graph
+    ops = [op.type for op in graph.get_operations()]
+    return {t: ops.count(t) for t in types}
+
+
+def test_the_floor_runs_the_dcns_convolutions_and_pools_and_nothing_else():
+    images = tf.constant(np.random.default_rng(2).random((3, 100, 100, 1), dtype=np.float32))
+    kinds = ("Conv2D", "MaxPool", "TopKV2", "GatherV2", "TensorScatterAdd", "TensorScatterUpdate",
+             "Softmax", "MatMul")
+    for top_pass, top_convolutions in (("incremental", 2), ("full", 3)):
+        dcn = preset_model(num_patches=2, top_pass=top_pass)
+        fn, args = breakdown.convolution_floor(dcn, images)
+        pass_counts = _op_counts(lambda x: dcn(x)["probabilities"], (images,), kinds)
+        floor_counts = _op_counts(fn, args, kinds)
+        # coarse 2 + fine 5 + the top's: forward, saliency backward (+ refined, full pass).
+        assert floor_counts["Conv2D"] == pass_counts["Conv2D"] == 7 + top_convolutions
+        assert floor_counts["MaxPool"] == pass_counts["MaxPool"] == 2
+        assert all(floor_counts[t] == 0 for t in kinds[2:]), floor_counts
+        assert pass_counts["TopKV2"] == 1
+
+    # The number it returns is made of the real maps: the first image's.
+    conv = dcn.top.get_layer("top_conv")
+    grid = dcn.coarse(images)
+    pre = tf.nn.conv2d(grid, conv.kernel, 2, "VALID") + conv.bias
+    out = dcn.forward(images)
+    patches = tf.reshape(dcn.patch_gather(images, out["locations"]), [-1, 14, 14, 1])
+    phased = phase_products(pre, phase_kernel(conv.kernel, 2))
+    expected = breakdown._one_number([pre, phased, dcn.fine(patches), pre])
+    np.testing.assert_allclose(tf.function(fn)(*args), expected, rtol=1e-5)
+
+
+def test_the_floor_runs_its_convolutions_one_after_another():
+    # Control dependencies chain them as the pass does; independent, the
+    # inter-op pool would overlap them and time less than the pass could.
+    dcn = preset_model(num_patches=2)
+    images = tf.constant(np.random.default_rng(3).random((2, 100, 100, 1), dtype=np.float32))
+    fn, args = breakdown.convolution_floor(dcn, images)
+    graph = tf.function(fn).get_concrete_function(*args).graph
+    convolutions = [op for op in graph.get_operations() if op.type == "Conv2D"]
+
+    def ancestors(op, seen):
+        for parent in [t.op for t in op.inputs] + list(op.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                ancestors(parent, seen)
+        return seen
+
+    # Each convolution (in creation order) depends on the one before it.
+    for before, after in zip(convolutions, convolutions[1:]):
+        assert before in ancestors(after, set()), (before.name, after.name)
+
+
+def test_the_floor_names_a_top_it_cannot_split():
+    dcn = preset_model()
+    grid = keras.Input((None, None, 24))
+    pooled = keras.layers.GlobalMaxPooling2D()(keras.layers.Conv2D(8, 3, padding="same")(grid))
+    dcn.top = keras.Model(grid, keras.layers.Dense(10)(pooled), name="same_padded_top")
+    images = tf.constant(np.random.default_rng(4).random((1, 100, 100, 1), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"--floor needs a top network .*'same_padded_top' does not"):
+        breakdown.convolution_floor(dcn, images)

@@ -86,7 +86,7 @@ class PhaseGradientConv2D(keras.layers.Conv2D):
 
 def _input_gradient(dy, kernel, stride, input_shape):
     """Gradient of a valid stride-`stride` conv w.r.t. its input, phase form."""
-    return _on_input_grid(_phase_products(dy, kernel, stride), stride, input_shape)
+    return _on_input_grid(phase_products(dy, phase_kernel(kernel, stride)), stride, input_shape)
 
 
 def input_gradient_squared_norm(dy, kernel, stride, input_shape):
@@ -96,28 +96,37 @@ def input_gradient_squared_norm(dy, kernel, stride, input_shape):
     so that only a one-channel map is moved into place (the saliency map
     needs nothing more).
     """
-    products = tf.cast(_phase_products(dy, kernel, stride), tf.float32)
+    products = tf.cast(phase_products(dy, phase_kernel(kernel, stride)), tf.float32)
     shape = tf.shape(products)
     squares = tf.reduce_sum(
         tf.reshape(tf.square(products), [shape[0], shape[1], shape[2], stride * stride, -1]), -1)
     return _on_input_grid(squares, stride, input_shape)[..., 0]
 
 
-def _phase_products(dy, kernel, stride):
-    """Every phase's share of the input gradient, `[B, rows, cols, s * s * cin]`.
+def phase_kernel(kernel, stride):
+    """The kernel's `s * s` phases as one stride-1 kernel, `[mh, mw, cout, s * s * cin]`.
 
     Input row `stride * q + p` receives `sum_u dy[q - u] * kernel[stride * u + p]`:
-    per phase `p`, a stride-1 correlation of `dy` (padded by `m - 1`) with
-    the phase's taps reversed, `m = ceil(kernel_size / stride)`.
+    per phase `p`, a stride-1 correlation of `dy` with the phase's taps
+    reversed, `m = ceil(kernel_size / stride)` of them per axis. It depends
+    on the weights only.
     """
     kh, kw, cin, cout = kernel.shape
     mh, mw = -(-kh // stride), -(-kw // stride)
     k = tf.pad(kernel, [[0, mh * stride - kh], [0, mw * stride - kw], [0, 0], [0, 0]])
     k = tf.reverse(tf.reshape(k, [mh, stride, mw, stride, cin, cout]), [0, 2])
     # [u, v, cout, row phase, col phase, cin]: depth_to_space's channel order.
-    k = tf.reshape(tf.transpose(k, [0, 2, 5, 1, 3, 4]), [mh, mw, cout, stride * stride * cin])
+    return tf.reshape(tf.transpose(k, [0, 2, 5, 1, 3, 4]), [mh, mw, cout, stride * stride * cin])
+
+
+def phase_products(dy, phased_kernel):
+    """Every phase's share of the input gradient, `[B, rows, cols, s * s * cin]`.
+
+    `dy` (padded by `m - 1`) correlated with `phase_kernel(kernel, stride)`.
+    """
+    mh, mw = phased_kernel.shape[0], phased_kernel.shape[1]
     dy = tf.pad(dy, [[0, 0], [mh - 1, mh - 1], [mw - 1, mw - 1], [0, 0]])
-    return tf.nn.conv2d(dy, k, 1, "VALID")
+    return tf.nn.conv2d(dy, phased_kernel, 1, "VALID")
 
 
 def _on_input_grid(phased, stride, input_shape):
