@@ -64,7 +64,7 @@ def convolution_floor(dcn, images):
 
     Raises:
         ValueError: the top network does not start with a convolution that
-            `IncrementalTop.split` takes (the floor names that convolution).
+            `IncrementalTop.split` takes (the message names the network).
     """
     split = IncrementalTop.split(dcn.top)
     if split is None:
@@ -75,6 +75,9 @@ def convolution_floor(dcn, images):
     phased_kernel = phase_kernel(kernel, conv.strides[0])
     out = dcn.forward(images)
     patches = dcn.patch_gather(images, out["locations"])  # [batch, k, ph, pw, C]
+    # The backward convolution's input is the entropy's gradient at the
+    # pre-activations; a convolution's time does not depend on the values,
+    # so the pre-activations themselves stand in for it.
     gradient_shaped = split.coarse_pass(out["grid"])["pre_activation"]
 
     def top_convolution(grid):
