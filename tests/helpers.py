@@ -6,6 +6,7 @@ import numpy as np
 from tensorflow.core.protobuf import saved_model_pb2
 
 import dcn_keras
+from dcn_keras.backend import tf
 
 
 def preset_model(**overrides):
@@ -14,6 +15,11 @@ def preset_model(**overrides):
 
 def random_images(batch, shape=(100, 100, 1), seed=0):
     return np.random.default_rng(seed).random((batch, *shape), dtype=np.float32)
+
+
+def traced_ops(fn, *args):
+    """The operations of `fn` traced by `tf.function` on `args`."""
+    return tf.function(fn).get_concrete_function(*args).graph.get_operations()
 
 
 def saved_model_nodes(path):

@@ -12,6 +12,7 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from tests.helpers import preset_model
 from tests.helpers import random_images
+from tests.helpers import traced_ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,8 +67,7 @@ def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
     dcn = preset_model(num_patches=3)
     images = tf.constant(random_images(5, seed=3))
     def convolutions(fn, *args):
-        graph = fn.get_concrete_function(*(args or (images,))).graph
-        return [op for op in graph.get_operations() if op.type == "Conv2D"]
+        return [op for op in traced_ops(fn, *(args or (images,))) if op.type == "Conv2D"]
 
     for model in (dcn, dcn.fine_only_model()):
         unsplit = benchmark.inference_fn(model)

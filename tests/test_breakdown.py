@@ -7,6 +7,7 @@ from dcn_keras.backend import tf
 from dcn_keras.layers.phase_gradient_conv2d import phase_kernel
 from dcn_keras.layers.phase_gradient_conv2d import phase_products
 from tests.helpers import preset_model
+from tests.helpers import traced_ops
 
 
 def test_only_single_path_networks_are_cut_into_layers():
@@ -43,8 +44,7 @@ def test_the_full_top_pass_is_timed_with_its_scatter_stage():
 
 
 def _op_counts(fn, args, types):
-    graph = tf.function(fn).get_concrete_function(*args).graph
-    ops = [op.type for op in graph.get_operations()]
+    ops = [op.type for op in traced_ops(fn, *args)]
     return {t: ops.count(t) for t in types}
 
 
@@ -80,8 +80,7 @@ def test_the_floor_runs_its_convolutions_one_after_another():
     dcn = preset_model(num_patches=2)
     images = tf.constant(np.random.default_rng(3).random((2, 100, 100, 1), dtype=np.float32))
     fn, args = breakdown.convolution_floor(dcn, images)
-    graph = tf.function(fn).get_concrete_function(*args).graph
-    convolutions = [op for op in graph.get_operations() if op.type == "Conv2D"]
+    convolutions = [op for op in traced_ops(fn, *args) if op.type == "Conv2D"]
 
     def ancestors(op, seen):
         for parent in [t.op for t in op.inputs] + list(op.control_inputs):

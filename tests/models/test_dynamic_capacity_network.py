@@ -7,6 +7,7 @@ from dcn_keras import presets
 from dcn_keras.backend import keras
 from tests.helpers import preset_model
 from tests.helpers import random_images
+from tests.helpers import traced_ops
 from tests.helpers import variable_groups
 
 
@@ -274,9 +275,7 @@ def test_incremental_and_full_top_passes_give_the_same_outputs(preset, shape):
 
 
 def _op_types(model, images, training=False):
-    graph = tf.function(lambda x: model.forward(x, training=training)["logits"]).get_concrete_function(
-        images).graph
-    return [op.type for op in graph.get_operations()]
+    return [op.type for op in traced_ops(lambda x: model.forward(x, training=training)["logits"], images)]
 
 
 def test_the_incremental_top_pass_runs_one_top_convolution_fewer_and_not_in_training():
