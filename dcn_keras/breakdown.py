@@ -73,16 +73,17 @@ def convolution_floor(dcn, images):
     conv = split.conv
     kernel = tf.cast(conv.kernel, conv.compute_dtype)
     phased_kernel = phase_kernel(kernel, conv.strides[0])
+
+    def top_convolution(grid):
+        z = conv.convolution_op(tf.cast(grid, conv.compute_dtype), kernel)
+        return z + tf.cast(conv.bias, z.dtype) if conv.use_bias else z
+
     out = dcn.forward(images)
     patches = dcn.patch_gather(images, out["locations"])  # [batch, k, ph, pw, C]
     # The backward convolution's input is the entropy's gradient at the
     # pre-activations; a convolution's time does not depend on the values,
     # so the pre-activations themselves stand in for it.
-    gradient_shaped = split.coarse_pass(out["grid"])["pre_activation"]
-
-    def top_convolution(grid):
-        z = conv.convolution_op(tf.cast(grid, conv.compute_dtype), kernel)
-        return z + tf.cast(conv.bias, z.dtype) if conv.use_bias else z
+    gradient_shaped = top_convolution(out["grid"])
 
     def fn(x, dy, p):
         grid = dcn.coarse(x)
