@@ -66,7 +66,8 @@ def convolution_floor(dcn, images):
         ValueError: the top network does not start with a convolution that
             `IncrementalTop.split` takes (the message names the network).
     """
-    split = IncrementalTop.split(dcn.top)
+    # An incremental DCN has split its top already; a full-pass one has not.
+    split = dcn.incremental_top or IncrementalTop.split(dcn.top)
     if split is None:
         raise ValueError(f"--floor needs a top network that starts with a convolution "
                          f"IncrementalTop.split takes; {dcn.top.name!r} does not.")
