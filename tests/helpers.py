@@ -61,3 +61,35 @@ def glyph_task(num_images, num_classes=4, size=100, glyph=10, clutter=8, seed=0)
 def variable_groups(model):
     """Maps "coarse"/"fine"/"top" to that sub-network's trainable variables."""
     return {name: getattr(model, name).trainable_variables for name in ("coarse", "fine", "top")}
+
+
+def write_idx(path, array):
+    """Writes a uint8 array as a standard IDX file (gzipped if `path` ends in `.gz`)."""
+    import gzip
+
+    array = np.asarray(array, np.uint8)
+    header = (0x800 + array.ndim).to_bytes(4, "big") + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    with (gzip.open if path.endswith(".gz") else open)(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def mnist_idx_dir(directory, train=60, test=12, order=None, gz=True, seed=0):
+    """Writes a small MNIST in IDX files: distinct random digits, labels 0..9.
+
+    `order` permutes the training files' digits (the same digits, another
+    order). Returns the directory, the training digits and labels (before
+    `order`), and the test digits and labels.
+    """
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (train + test, 28, 28), dtype=np.uint8)
+    labels = np.arange(train + test, dtype=np.uint8) % 10
+    suffix = ".gz" if gz else ""
+    train_images, train_labels = images[:train], labels[:train]
+    if order is not None:
+        train_images, train_labels = train_images[order], train_labels[order]
+    os.makedirs(directory, exist_ok=True)
+    for name, array in (("train-images-idx3-ubyte", train_images), ("train-labels-idx1-ubyte", train_labels),
+                        ("t10k-images-idx3-ubyte", images[train:]), ("t10k-labels-idx1-ubyte", labels[train:])):
+        write_idx(os.path.join(str(directory), name + suffix), array)
+    return str(directory), images[:train], labels[:train], images[train:], labels[train:]

@@ -14,6 +14,9 @@ Digit sources:
   (reserved, never trained on). Needs no network.
 - `"auto"` (default): TFDS when it can be had, else the embedded digits, with
   a warning saying so.
+- `mnist_dir=DIR` (with `"auto"`): the standard MNIST IDX files in DIR
+  (`mnist_idx.idx_digits`); train/validation 50,000/10,000 of the training
+  files, split by a hash of each digit's pixels, test = the t10k files.
 """
 
 import functools
@@ -22,6 +25,7 @@ import os
 import numpy as np
 from absl import logging
 
+from dcn_keras.datasets.mnist_idx import idx_digits
 from dcn_keras.io_utils import unreachable_reason
 
 SPLITS = ("train", "validation", "test")
@@ -75,12 +79,25 @@ def tfds_unavailable_reason(data_dir=None, timeout=5.0):
     return reason and f"no prepared copy in {builder.data_dir} and {reason}"
 
 
-def load_digits(split, source="auto", data_dir=None):
-    """Returns `(images, labels, source_used)` for a split of the digits."""
+def check_mnist_dir(source, mnist_dir):
+    """Raises a `ValueError` when `mnist_dir` is given with a source other than `"auto"`."""
+    if mnist_dir and source != "auto":
+        raise ValueError(f"--mnist_dir={mnist_dir} reads the digits from that directory; it does "
+                         f"not go with --digits={source} (leave --digits at auto).")
+
+
+def load_digits(split, source="auto", data_dir=None, mnist_dir=None):
+    """Returns `(images, labels, source_used)` for a split of the digits.
+
+    `source_used` is `"tfds"`, `"embedded"` or, with `mnist_dir`, `"IDX"`.
+    """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
     if source not in DIGIT_SOURCES:
         raise ValueError(f"Unknown digit source {source!r}; expected one of {DIGIT_SOURCES}.")
+    check_mnist_dir(source, mnist_dir)
+    if mnist_dir:
+        return (*idx_digits(mnist_dir, split), "IDX")
     if source == "embedded":
         return (*embedded_digits(split), "embedded")
     reason = tfds_unavailable_reason(data_dir)
@@ -111,7 +128,7 @@ def check_examples_per_digit(value, name="examples_per_digit"):
 
 
 def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_digit=1,
-                   canvas_size=100, num_distractors=8):
+                   canvas_size=100, num_distractors=8, mnist_dir=None):
     """The canvases of one split, as `load_dataset("cluttered_mnist", ...)` serves them.
 
     Each split gets its own generator seed: one seed for all would place the
@@ -120,10 +137,10 @@ def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_dig
     Returns:
         `(images, labels, corners, index, digits, source)`: `make_canvases`'s
         outputs with `return_digit_index=True`, then the split's digits and
-        the digit source used (`"tfds"` or `"embedded"`).
+        the digit source used (`"tfds"`, `"embedded"` or `"IDX"`).
     """
     check_examples_per_digit(examples_per_digit)
-    digits, labels, source = load_digits(split, source, data_dir)
+    digits, labels, source = load_digits(split, source, data_dir, mnist_dir)
     canvases = make_canvases(
         digits, labels, num_images=len(digits) * examples_per_digit, canvas_size=canvas_size,
         num_distractors=num_distractors, seed=seed * 3 + SPLITS.index(split),

@@ -11,9 +11,9 @@ _TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "te
 
 
 def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto",
-                     examples_per_digit=1, canvas_size=100, num_distractors=8):
+                     examples_per_digit=1, canvas_size=100, num_distractors=8, mnist_dir=None):
     canvases, labels, _, _, images, source = cluttered_mnist.split_canvases(
-        split, digits, data_dir, seed, examples_per_digit, canvas_size, num_distractors)
+        split, digits, data_dir, seed, examples_per_digit, canvas_size, num_distractors, mnist_dir)
     dataset = tf.data.Dataset.from_tensor_slices((canvases, labels)).map(
         lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
         num_parallel_calls=tf.data.AUTOTUNE)

@@ -6,6 +6,7 @@ from typing import Optional
 from dcn_keras import presets
 from dcn_keras.datasets import DATASETS
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
+from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.models.loading import DTYPE_POLICIES
 
@@ -59,6 +60,9 @@ class TrainConfig:
         strategy: str, `"default"`, `"mirrored"` or `"multi_worker"`.
         digits: str, cluttered MNIST digit source: `"auto"`, `"tfds"` or
             `"embedded"`.
+        mnist_dir: str or None, a directory of the standard MNIST IDX files
+            (`train-images-idx3-ubyte[.gz]`, ...): cluttered MNIST's digits
+            come from there (50,000 / 10,000 / 10,000). Defaults to None.
         examples_per_digit: int, cluttered canvases made per training digit
             (fresh clutter and placement for each). Defaults to 4.
         svhn_crop: str, SVHN preprocessing: `"whole"` image or Goodfellow's
@@ -91,6 +95,7 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "default"
     digits: str = "auto"
+    mnist_dir: Optional[str] = None
     examples_per_digit: int = 4
     svhn_crop: str = "whole"
     verbose: object = "auto"
@@ -106,6 +111,10 @@ class TrainConfig:
         _check_choice("gather", self.gather, METHODS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("digits", self.digits, DIGIT_SOURCES)
+        check_mnist_dir(self.digits, self.mnist_dir)
+        if self.mnist_dir and self.dataset != "cluttered_mnist":
+            raise ValueError(f"--mnist_dir={self.mnist_dir} applies to cluttered_mnist only, "
+                             f"not --dataset={self.dataset}.")
         _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
         _check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
         _check_number("epochs", self.epochs, 1, integer=True)

@@ -48,7 +48,7 @@ def dataset_options(config, training):
     """The `load_dataset` options `config` implies, for a training or eval split."""
     options = dict(data_dir=config.data_dir, seed=config.seed, training=training)
     if config.dataset == "cluttered_mnist":
-        options.update(digits=config.digits,
+        options.update(digits=config.digits, mnist_dir=config.mnist_dir,
                        examples_per_digit=config.examples_per_digit if training else 1)
     elif config.dataset == "svhn":
         options.update(crop=config.svhn_crop)
