@@ -13,12 +13,14 @@ import uuid
 def atomic_path(path):
     """Yields a temporary file name beside `path`; renames it to `path` on success.
 
-    The temporary name keeps `path`'s extension, for writers that infer the
-    format from it (Keras, Matplotlib, PIL, NumPy). On failure it is removed
-    and `path` is left as it was.
+    The temporary name keeps `path`'s whole extension (`.weights.h5`, not
+    just `.h5`), for writers that infer the format from it (Keras,
+    Matplotlib, PIL, NumPy). On failure it is removed and `path` is left as
+    it was.
     """
-    root, extension = os.path.splitext(path)
-    tmp = f"{root}.tmp-{uuid.uuid4().hex}{extension}"
+    directory, name = os.path.split(path)
+    stem, dot, extension = name.partition(".") if not name.startswith(".") else (name, "", "")
+    tmp = os.path.join(directory, f"{stem}.tmp-{uuid.uuid4().hex}{dot}{extension}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -6,6 +6,8 @@ looks them up by name. Every sub-network gets an explicit `keras.Input` with
 `None` spatial sizes so that it never locks to the first batch's shape.
 """
 
+import os
+
 from dcn_keras.backend import keras
 from dcn_keras.layers.phase_gradient_conv2d import PhaseGradientConv2D
 
@@ -138,3 +140,31 @@ PRESETS = {
     "svhn": svhn,
     "svhn_cropped": svhn_cropped,
 }
+
+
+_WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+# Preset -> its shipped weights: the k=8 DCN of README "Results", trained on
+# the embedded digits only (the model in saved_models/cluttered_mnist_dcn/1).
+PRETRAINED = {"cluttered_mnist": "cluttered_mnist_dcn.weights.h5"}
+
+
+def weights_path(preset, weights):
+    """The file `DynamicCapacityNetwork.from_preset(preset, weights=...)` loads, or None.
+
+    Raises:
+        ValueError: `preset` has no pretrained weights, or `weights` is not
+            None, `"pretrained"` or an existing `.weights.h5` file.
+    """
+    if weights is None:
+        return None
+    if weights == "pretrained":
+        if preset not in PRETRAINED:
+            raise ValueError(f"Preset {preset!r} has no pretrained weights; presets with weights: "
+                             f"{sorted(PRETRAINED)}. Use weights=None for random weights.")
+        return os.path.join(_WEIGHTS_DIR, PRETRAINED[preset])
+    if isinstance(weights, str) and weights.endswith(".weights.h5"):
+        if not os.path.isfile(weights):
+            raise ValueError(f"weights={weights!r}: no such file.")
+        return weights
+    raise ValueError(f"weights={weights!r} is not valid; use None (random), 'pretrained' "
+                     "or the path of a .weights.h5 file.")

@@ -153,13 +153,30 @@ class DynamicCapacityNetwork(keras.Model):
         self.built = True
 
     @classmethod
-    def from_preset(cls, name, **overrides):
-        """Builds a named configuration, e.g. `"cluttered_mnist"`."""
+    def from_preset(cls, name, weights=None, **overrides):
+        """Builds a named configuration, e.g. `"cluttered_mnist"`.
+
+        Args:
+            name: str, a key of `presets.PRESETS`.
+            weights: None (default: random initial weights), `"pretrained"`
+                (the weights shipped with the package for this preset, see
+                `presets.PRETRAINED`), or the path of a `.weights.h5` file.
+            **overrides: `DynamicCapacityNetwork` arguments replacing the
+                preset's (e.g. `num_patches=16`).
+
+        Raises:
+            ValueError: an unknown preset, a preset without pretrained
+                weights, or a `weights` that is none of the above.
+        """
         if name not in presets.PRESETS:
             raise ValueError(
                 f"Unknown preset {name!r}; available: {sorted(presets.PRESETS)}."
             )
-        return cls(**{**presets.PRESETS[name](), **overrides})
+        path = presets.weights_path(name, weights)
+        model = cls(**{**presets.PRESETS[name](), **overrides})
+        if path is not None:
+            model.load_weights(path)
+        return model
 
     def _check_images(self, images):
         images = tf.convert_to_tensor(images)

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 
+from dcn_keras.io_utils import atomic_path
 from dcn_keras.models import load_model
 from dcn_keras.models import with_num_patches
 from dcn_keras.models.loading import check_dtype_policy
@@ -37,8 +38,24 @@ def _load(source, num_patches, dtype_policy):
     return with_num_patches(model, num_patches, source)
 
 
+FORMATS = ("saved_model", "weights")
+
+
+def export_weights(model, path):
+    """Writes `model`'s weights to `path` (a `.weights.h5` file), atomically.
+
+    `DynamicCapacityNetwork.from_preset(preset, weights=path)` loads them.
+    """
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"{path} must end in .weights.h5 (Keras's weights format).")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+    return path
+
+
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
-                num_patches=None, dtype_policy=None):
+                num_patches=None, dtype_policy=None, format="saved_model", output=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -53,14 +70,22 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         dtype_policy: str or None; the model is exported computing under this
             Keras dtype policy (`float32`, `mixed_float16`, `mixed_bfloat16`)
             instead of its own. Inputs and probabilities stay float32.
+        format: str, `"saved_model"` (default) or `"weights"`: the Keras
+            weights alone, as a `.weights.h5` file at `output` (default
+            `<export_base>/<name>.weights.h5`).
+        output: str or None, the file a file format writes.
 
     Returns:
-        The version directory written.
+        The version directory (or file) written.
     """
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r} is not valid; choose one of: {', '.join(FORMATS)}.")
     if version is not None and (not isinstance(version, int) or version < 1):
         raise ValueError(f"version={version!r} must be an integer >= 1.")
     check_dtype_policy(dtype_policy)
     model = _load(source, num_patches, dtype_policy)
+    if format == "weights":
+        return export_weights(model, output or os.path.join(export_base, f"{name}.weights.h5"))
     base = os.path.join(export_base, name)
     version = version or _next_version(base)
     return export_model(model, os.path.join(base, str(version)), xla=xla)

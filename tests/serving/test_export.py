@@ -196,3 +196,24 @@ def test_rest_and_grpc_requests_are_answered_like_the_server(exported):
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-5)
     with pytest.raises(ValueError, match="exactly one"):
         client.rest_predict_body()
+
+
+def test_export_from_writes_keras_weights_that_from_preset_loads(tmp_path):
+    import dcn_keras
+
+    source = preset_model(num_patches=4)
+    source.save(str(tmp_path / "dcn.keras"))
+    base = str(tmp_path / "out")
+    path = export_from(str(tmp_path / "dcn.keras"), base, "m", format="weights")
+    assert path == os.path.join(base, "m.weights.h5") and os.listdir(base) == ["m.weights.h5"]
+    loaded = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist", weights=path)
+    images = random_images(2)
+    np.testing.assert_allclose(loaded(images)["coarse_probabilities"],
+                               source(images)["coarse_probabilities"], atol=1e-7)
+    other = export_from(str(tmp_path / "dcn.keras"), base, "m", format="weights",
+                        output=str(tmp_path / "x" / "y.weights.h5"))
+    assert os.path.isfile(other)
+    with pytest.raises(ValueError, match="y.h5 must end in .weights.h5"):
+        export_from(str(tmp_path / "dcn.keras"), base, "m", format="weights", output=str(tmp_path / "y.h5"))
+    with pytest.raises(ValueError, match="format='onnx' is not valid; choose one of: saved_model, weights"):
+        export_from(str(tmp_path / "dcn.keras"), base, "m", format="onnx")

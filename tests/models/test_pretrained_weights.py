@@ -1,0 +1,57 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dcn_keras
+from dcn_keras.datasets import cluttered_mnist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIPPED = os.path.join(ROOT, "saved_models", "cluttered_mnist_dcn", "1")
+
+
+def test_pretrained_weights_predict_as_the_shipped_saved_model():
+    model = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist", weights="pretrained")
+    canvases = cluttered_mnist.split_canvases("test", "embedded")[0][:128]
+    images = canvases.astype(np.float32) / 255.0
+    served = tf.saved_model.load(SHIPPED).signatures["serving_default"](images=tf.constant(images))
+    out = model.predict(images, verbose=0)
+    np.testing.assert_array_equal(out["probabilities"].argmax(-1), served["classes"].numpy())
+    np.testing.assert_allclose(out["probabilities"], served["probabilities"], atol=1e-6)
+    np.testing.assert_allclose(out["coarse_probabilities"], served["coarse_probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(out["locations"], served["locations"])
+    # Trained weights, not the random ones weights=None gives.
+    fresh = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist")
+    assert not np.allclose(fresh.predict(images[:4], verbose=0)["probabilities"], out["probabilities"][:4])
+
+
+def test_pretrained_weights_file_is_small():
+    path = dcn_keras.presets.weights_path("cluttered_mnist", "pretrained")
+    assert os.path.getsize(path) < 2**20
+
+
+def test_weights_from_a_file_and_overrides(tmp_path):
+    source = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist")
+    path = str(tmp_path / "mine.weights.h5")
+    source.save_weights(path)
+    model = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist", weights=path, num_patches=16)
+    assert model.num_patches == 16
+    for a, b in zip(source.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("imagenet", "weights='imagenet' is not valid; use None \\(random\\), 'pretrained' or the path"),
+    ("missing.weights.h5", "weights='missing.weights.h5': no such file"),
+    (3, "weights=3 is not valid"),
+])
+def test_bad_weights_are_named(weights, message):
+    with pytest.raises(ValueError, match=message):
+        dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist", weights=weights)
+
+
+def test_a_preset_without_pretrained_weights_says_which_have_them():
+    with pytest.raises(ValueError, match="Preset 'svhn' has no pretrained weights; presets with weights: "
+                                         "\\['cluttered_mnist'\\]"):
+        dcn_keras.DynamicCapacityNetwork.from_preset("svhn", weights="pretrained")
