@@ -7,14 +7,13 @@ import os
 import numpy as np
 
 from dcn_keras import benchmark
+from dcn_keras import pictures
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
-from dcn_keras.callbacks import render_patches_and_saliency
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import load_dataset
 from dcn_keras.evaluation import correct_predictions
 from dcn_keras.evaluation import paired_counts
-from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.macs import model_macs
 from dcn_keras.timing import median_seconds
@@ -101,17 +100,10 @@ def _finished(config):
     return results if same and exists else None
 
 
-def save_saliency_picture(model, images, path):
-    """A PNG: each test image with its k patches boxed, beside its saliency."""
-    from PIL import Image
-
-    out = model(images, training=False)
-    rows = render_patches_and_saliency(images, out["saliency"], out["patch_boxes"]).numpy()
-    picture = np.concatenate(list(rows), axis=0)
-    picture = np.kron(picture, np.ones((2, 2, 1)))  # 2x larger, nearest neighbour.
-    with atomic_path(path) as tmp:
-        Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8)).save(tmp)
-    return path
+def save_saliency_picture(model, images, labels, path):
+    """A PNG: each test image with its k patches boxed, beside its saliency (`pictures.save`)."""
+    out = model.predict(images, verbose=0)
+    return pictures.save(images, out, path, labels=[pictures.label_text(y) for y in labels])
 
 
 def _paired_test(rows, right, canvases_per_digit):
@@ -177,8 +169,8 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
             right[name] = correct_predictions(model, paired_data)
         if picture and name == "dcn":
             test, _ = load_dataset(config.dataset, "test", **dataset_options(config, training=False))
-            images = np.stack([x for x, _ in test.take(6).as_numpy_iterator()])
-            save_saliency_picture(model, images, picture)
+            shown = list(test.take(6).as_numpy_iterator())
+            save_saliency_picture(model, np.stack([x for x, _ in shown]), [y for _, y in shown], picture)
         write_json_atomically(os.path.join(out_dir, "comparison.json"),
                               {"config": base.to_dict(), "rows": rows})
     if right:

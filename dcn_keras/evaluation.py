@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from dcn_keras import pictures
+from dcn_keras import prediction
 from dcn_keras.backend import tf
 from dcn_keras.datasets import load_dataset
 from dcn_keras.models import DynamicCapacityNetwork
@@ -172,3 +174,19 @@ def paired_counts(right_a, right_b):
     return {"error_a": float(1 - right_a.mean()), "error_b": float(1 - right_b.mean()),
             "examples": int(len(right_a)), "only_a_right": only_a, "only_b_right": only_b,
             "p_value": exact_mcnemar_p(only_a, only_b)}
+
+
+def save_picture(path, model_path, dataset, split="test", count=6, **dataset_options):
+    """Draws the first `count` images of a split with the DCN's patches and saliency, titled with
+    their true labels and the coarse and refined predictions (`pictures.save`); returns `path`.
+
+    `model_path` is a DCN's `.keras` file or SavedModel.
+    """
+    if not str(path).lower().endswith(".png"):
+        raise ValueError(f"picture={path} must name a .png file.")
+    predict, _ = prediction.load_predictor(model_path)
+    data, _ = load_dataset(dataset, split, **dataset_options)
+    shown = list(data.take(count).as_numpy_iterator())
+    images = np.stack([x for x, _ in shown])
+    outputs = prediction.picture_outputs(predict(images))
+    return pictures.save(images, outputs, path, labels=[pictures.label_text(y) for _, y in shown])

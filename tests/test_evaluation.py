@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -85,3 +86,19 @@ def test_unrefined_blank_is_checked(tmp_path):
         evaluate_saved_model(str(tmp_path / "zeros.keras"), "cluttered_mnist", unrefined="blank", **options)
     with pytest.raises(ValueError, match="unrefined='blank' needs a .keras DCN, not the SavedModel"):
         evaluate_saved_model("saved_models/cluttered_mnist_dcn/1", "cluttered_mnist", unrefined="blank", **options)
+
+
+def test_save_picture_draws_the_first_images_of_a_split(tmp_path):
+    from PIL import Image
+
+    from dcn_keras.evaluation import save_picture
+
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "saved_models", "cluttered_mnist_dcn", "1")
+    path = save_picture(str(tmp_path / "p.png"), shipped, "cluttered_mnist", count=2, digits="embedded")
+    two = np.asarray(Image.open(path))
+    save_picture(str(tmp_path / "q.png"), shipped, "cluttered_mnist", count=1, digits="embedded")
+    one = np.asarray(Image.open(tmp_path / "q.png"))
+    assert two.shape[1] == one.shape[1] and 1.7 < two.shape[0] / one.shape[0] < 2.3
+    with pytest.raises(ValueError, match="picture=p.jpg must name a .png file"):
+        save_picture("p.jpg", shipped, "cluttered_mnist")

@@ -1,2 +1,1 @@
 from dcn_keras.callbacks.patch_image_logger import PatchImageLogger
-from dcn_keras.callbacks.patch_image_logger import render_patches_and_saliency

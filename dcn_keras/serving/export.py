@@ -66,7 +66,7 @@ def decode_images(image_bytes, image_shape):
         (height, width, channels), tf.float32))
 
 
-def _flat_outputs(model, images):
+def flat_outputs(model, images):
     """The model's outputs as one flat dict of tensors."""
     out = model(images, training=False)
     if not isinstance(out, dict):  # A baseline: logits.
@@ -98,14 +98,14 @@ def export_model(model, path, xla=True):
     image_shape = _image_shape(model)
 
     def serve(images):
-        return _flat_outputs(model, checked_images(images, image_shape))
+        return flat_outputs(model, checked_images(images, image_shape))
 
     def serve_bytes(image_bytes):
         with tf.control_dependencies([_assert_nonempty(tf.size(image_bytes))]):
             image_bytes = tf.identity(image_bytes)
-        return _flat_outputs(model, decode_images(image_bytes, image_shape))
+        return flat_outputs(model, decode_images(image_bytes, image_shape))
 
-    compiled = tf.function(lambda images: _flat_outputs(model, images), jit_compile=True)
+    compiled = tf.function(lambda images: flat_outputs(model, images), jit_compile=True)
 
     def serve_xla(images):
         # The checks stay outside the XLA cluster, where XLA would drop the

@@ -67,7 +67,9 @@ class TrainConfig:
             (fresh clutter and placement for each). Defaults to 4.
         svhn_crop: str, SVHN preprocessing: `"whole"` image or Goodfellow's
             `"goodfellow"` crop.
-        verbose: str or int, Keras progress output (`"auto"`, 0, 1, 2).
+        verbose: str or int, Keras progress output: `"auto"` (default: a
+            progress bar on a terminal, one line per epoch in a log or pipe),
+            0, 1 or 2.
         init_from: str or None, a `.keras` model (a DCN or a baseline) whose
             coarse tower, fine tower and top network start this run wherever
             it has them (`trainer.initialize_from`). Defaults to None.
@@ -117,6 +119,8 @@ class TrainConfig:
                              f"not --dataset={self.dataset}.")
         _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
         _check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
+        if self.verbose not in ("auto", 0, 1, 2) or isinstance(self.verbose, bool):
+            raise ValueError(f"--verbose={self.verbose!r} is not valid; choose one of: auto, 0, 1, 2.")
         _check_number("epochs", self.epochs, 1, integer=True)
         _check_number("steps_per_epoch", self.steps_per_epoch, 1, optional=True, integer=True)
         _check_number("batch_size", self.batch_size, 1, integer=True)

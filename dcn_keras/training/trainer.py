@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -65,6 +66,18 @@ def _batched(dataset, config, training):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def progress_verbosity(verbose, stream=None):
+    """Keras's `verbose` for `fit`: `"auto"` is a progress bar on a terminal, else one line per epoch.
+
+    Keras's own `"auto"` draws the bar into logs and pipes too (thousands of
+    redraws in a 10-epoch log); 2 prints one line per epoch there.
+    """
+    if verbose != "auto":
+        return verbose
+    stream = sys.stdout if stream is None else stream
+    return 1 if getattr(stream, "isatty", lambda: False)() else 2
 
 
 def _learning_rate(config, total_steps):
@@ -200,8 +213,9 @@ def train(config, callbacks=(), print_fn=print):
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
     ]
     if config.model == "dcn":
-        shown = np.stack([x for x, _ in val_data.take(_NUM_LOGGED_IMAGES).as_numpy_iterator()])
-        all_callbacks.append(PatchImageLogger(shown, os.path.join(log_dir, "images")))
+        shown = list(val_data.take(_NUM_LOGGED_IMAGES).as_numpy_iterator())
+        all_callbacks.append(PatchImageLogger(np.stack([x for x, _ in shown]), os.path.join(log_dir, "images"),
+                                              labels=[y for _, y in shown]))
     os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
     start = time.perf_counter()
     history = model.fit(
@@ -210,7 +224,7 @@ def train(config, callbacks=(), print_fn=print):
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
         callbacks=all_callbacks + list(callbacks),
-        verbose=config.verbose,
+        verbose=progress_verbosity(config.verbose),
         shuffle=False,  # The dataset is shuffled above.
     )
     fit_seconds = time.perf_counter() - start

@@ -169,3 +169,26 @@ def test_dcn_export_writes_a_version_with_the_chosen_k_and_names_bad_sources(tmp
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "dcn_export: error: num_patches=4 needs a DCN;" in bad.stderr
     assert sorted(os.listdir(tmp_path / "m")) == ["1"]
+
+
+def test_dcn_predict_prints_lines_json_and_a_picture_and_one_line_errors(tmp_path):
+    from tests.test_prediction import write_canvases
+
+    paths, _ = write_canvases(tmp_path / "images", count=2)
+    done = _run("dcn_predict", f"--picture={tmp_path / 'out.png'}", str(tmp_path / "images"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == paths and all("coarse" in line for line in lines)
+    assert open(tmp_path / "out.png", "rb").read(4) == b"\x89PNG"
+    done = _run("dcn_predict", "--json", paths[0])
+    assert done.returncode == 0, done.stderr[-3000:]
+    (record,) = json.loads(done.stdout)
+    assert {"file", "class", "probability", "coarse_class", "patch_boxes"} <= set(record)
+    assert record["file"] == paths[0] and len(record["patch_boxes"]) == 8
+    (tmp_path / "fake.png").write_text("hello")
+    for args, message in (([str(tmp_path / "fake.png")], "fake.png is not an image"),
+                          ([str(tmp_path / "nope.png")], "nope.png: no such file or directory"),
+                          ([f"--model={tmp_path}", paths[0]], "neither a .keras file nor a SavedModel")):
+        bad = _run("dcn_predict", *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert f"dcn_predict: error: " in bad.stderr and message in bad.stderr

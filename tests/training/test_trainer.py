@@ -143,11 +143,26 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
         (dict(lr_schedule="step"), "--lr_schedule='step'.*constant, cosine"),
         (dict(dtype_policy="float16"), "--dtype_policy='float16'.*float32, mixed_float16, mixed_bfloat16"),
         (dict(init_from="runs/dcn/export/1"), "--init_from='runs/dcn/export/1'.*a .keras file"),
+        (dict(verbose="3"), "--verbose='3' is not valid; choose one of: auto, 0, 1, 2"),
     ],
 )
 def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         _config(tmp_path, **overrides)
+
+
+def test_auto_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_elsewhere():
+    import io
+
+    from dcn_keras.training.trainer import progress_verbosity
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress_verbosity("auto", Terminal()) == 1
+    assert progress_verbosity("auto", io.StringIO()) == 2
+    assert progress_verbosity(0, Terminal()) == 0 and progress_verbosity(1, io.StringIO()) == 1
 
 
 def test_num_patches_above_the_grid_fails_before_training(tmp_path):

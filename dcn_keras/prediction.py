@@ -1,0 +1,156 @@
+"""Predictions on image files from a saved DCN (`.keras` or SavedModel): `bin/dcn_predict`."""
+
+import os
+
+import numpy as np
+
+from dcn_keras import pictures
+from dcn_keras.backend import tf
+from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.models import load_model
+from dcn_keras.serving.export import flat_outputs
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+_DCN_OUTPUTS = ("saliency", "locations", "patch_boxes")
+
+
+def image_files(paths):
+    """The image files `paths` name: files as given, directories' images sorted by name.
+
+    Raises:
+        FileNotFoundError: a path does not exist (named).
+        ValueError: no path was given, or a directory holds no image.
+    """
+    if not paths:
+        raise ValueError("no image given: name image files or directories.")
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, f) for f in os.listdir(path)
+                           if f.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise ValueError(f"{path} holds no image ({', '.join(IMAGE_EXTENSIONS)}).")
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory.")
+    return files
+
+
+def _saved_model_image_shape(signature, path):
+    # The serving signature takes any shape and checks it in the graph
+    # (serving.export.checked_images): its EnsureShape holds the size.
+    for function in signature.graph.as_graph_def().library.function:
+        for node in function.node_def:
+            if node.op == "EnsureShape":
+                dims = [d.size for d in node.attr["shape"].shape.dim]
+                if len(dims) == 4 and min(dims[1:]) > 0:
+                    return tuple(dims[1:])
+    raise ValueError(f"{path}: cannot tell the image size its serving_default signature takes; "
+                     "export it with bin/dcn_export.")
+
+
+def load_predictor(path):
+    """`(predict, image_shape)` for a saved DCN.
+
+    `predict(images)` maps float32 `[batch, H, W, C]` images to the serving
+    signature's flat outputs as NumPy arrays (`probabilities`,
+    `coarse_probabilities`, `saliency`, `locations`, `patch_boxes`; for
+    several heads `probabilities_<head>`, ...).
+
+    Raises:
+        FileNotFoundError: `path` is neither a `.keras` file nor a SavedModel.
+        ValueError: the model is not a DCN (it has no patches or saliency).
+    """
+    if path.endswith(".keras"):
+        model = load_model(path)
+        if not isinstance(model, DynamicCapacityNetwork):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a DynamicCapacityNetwork: "
+                             "it has no patches or saliency to show.")
+        return (lambda images: tf.nest.map_structure(np.asarray, flat_outputs(model, images)),
+                tuple(model.image_shape))
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        signature = tf.saved_model.load(path).signatures.get("serving_default")
+        outputs = set(signature.structured_outputs) if signature is not None else set()
+        if not set(_DCN_OUTPUTS) <= outputs:
+            raise ValueError(f"{path} is not a DCN's SavedModel: its serving_default has no "
+                             f"{', '.join(o for o in _DCN_OUTPUTS if o not in outputs)} output.")
+        shape = _saved_model_image_shape(signature, path)
+        return (lambda images: {k: v.numpy() for k, v in signature(images=tf.constant(images)).items()},
+                shape)
+    raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
+
+
+def read_image(path, image_shape):
+    """`(image, original_size)`: float32 `[H, W, C]` in [0, 1], resized as the serving signature does.
+
+    Raises:
+        ValueError: the file is not an image TensorFlow can decode (named).
+    """
+    height, width, channels = image_shape
+    try:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+        raise ValueError(f"{path} is not an image TensorFlow can decode (PNG, JPEG, GIF, BMP).") from None
+    size = tuple(image.shape[:2])
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    if size != (height, width):
+        image = tf.image.resize(image, (height, width))
+    return image.numpy(), size
+
+
+def _heads(flat, key, n):
+    """One image's probabilities: an array, or a dict of heads."""
+    if key in flat:
+        return flat[key][n]
+    prefix = key + "_"
+    return {k[len(prefix):]: v[n] for k, v in flat.items() if k.startswith(prefix)}
+
+
+def predict_files(model_path, paths, batch_size=32, warn=print):
+    """Runs a saved DCN on image files; returns `(records, images, outputs)`.
+
+    Each record is a dict: `file`, `class` (the answer: a class index, or
+    the number a multi-digit model reads, as a string), `probability` (its
+    confidence; for several heads the product of their top probabilities),
+    `coarse_class`, `coarse_probability`, `patch_boxes` and `locations`.
+    `images` and `outputs` are the resized inputs and the model's raw flat
+    outputs, for `pictures.save`. Images of another size than the model's
+    are resized (bilinear, as the `serving_bytes` signature does), with a
+    call to `warn` naming them.
+    """
+    files = image_files(paths)
+    predict, image_shape = load_predictor(model_path)
+    images = []
+    for path in files:
+        image, size = read_image(path, image_shape)
+        if size != image_shape[:2]:
+            warn(f"{path} is {size[0]}x{size[1]}; resized to {image_shape[0]}x{image_shape[1]} "
+                 "as the serving signature does.")
+        images.append(image)
+    images = np.stack(images)
+    batches = [predict(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    outputs = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    records = []
+    for n, path in enumerate(files):
+        answer, confidence = pictures.describe(_heads(outputs, "probabilities", n))
+        coarse, coarse_confidence = pictures.describe(_heads(outputs, "coarse_probabilities", n))
+        records.append({"file": path, "class": answer, "probability": round(confidence, 6),
+                        "coarse_class": coarse, "coarse_probability": round(coarse_confidence, 6),
+                        "patch_boxes": outputs["patch_boxes"][n].tolist(),
+                        "locations": outputs["locations"][n].tolist()})
+    return records, images, outputs
+
+
+def format_line(record):
+    """One line per image: file, answer and probability, coarse answer, the k patch boxes."""
+    boxes = " ".join("[{},{},{},{}]".format(*box) for box in record["patch_boxes"])
+    return (f"{record['file']}: {record['class']} ({record['probability']:.4f}); coarse "
+            f"{record['coarse_class']} ({record['coarse_probability']:.4f}); patches {boxes}")
+
+
+def picture_outputs(outputs):
+    """The flat outputs regrouped as `pictures.figure` takes them (heads as dicts)."""
+    return {key: _heads(outputs, key, slice(None)) for key in
+            ("probabilities", "coarse_probabilities", "saliency", "locations", "patch_boxes")}

@@ -1,0 +1,51 @@
+import numpy as np
+from PIL import Image
+
+from dcn_keras import pictures
+from tests.helpers import preset_model
+from tests.helpers import random_images
+
+
+def _heads(length, digits, top=0.9):
+    """One image's multi-head probabilities reading `digits` (10 = none) with `length`."""
+    def one_hot(index, classes):
+        p = np.full(classes, (1 - top) / (classes - 1))
+        p[index] = top
+        return p
+    heads = {"length": one_hot(length, 6)}
+    for i, d in enumerate(digits, 1):
+        heads[f"digit_{i}"] = one_hot(d, 11)
+    return heads
+
+
+def test_describe_reads_a_class_or_the_number_and_its_whole_confidence():
+    assert pictures.describe(np.array([0.1, 0.7, 0.2])) == ("1", 0.7)
+    number, confidence = pictures.describe(_heads(3, [4, 0, 7, 10, 10]))
+    assert number == "407"
+    np.testing.assert_allclose(confidence, 0.9 ** 6)  # Every head's top probability, not just the read ones.
+    assert pictures.describe(_heads(0, [10] * 5))[0] == "-"
+    assert pictures.describe(_heads(2, [3, 10, 10, 10, 10]))[0] == "3?"
+
+
+def test_label_text_and_titles():
+    assert pictures.label_text(np.int64(7)) == "7"
+    assert pictures.label_text({"length": 2, "digit_1": 4, "digit_2": 1, "digit_3": 10}) == "41"
+    assert (pictures.title("a.png", np.array([0.4, 0.6]), np.array([0.1, 0.9]), label=1)
+            == "a.png | label 1 | coarse 1 (0.60) | DCN 1 (0.90)")
+
+
+def test_saved_picture_has_a_row_per_image_and_the_saliency_on_the_image_pixels(tmp_path):
+    model = preset_model()
+    images = random_images(3)
+    out = model.predict(images, verbose=0)
+    # The preset's cells are 4 pixels apart, cell (0, 0)'s patch centred on pixel 5.
+    assert pictures._cell_extent(out["saliency"], out["patch_boxes"], out["locations"], 100, 100) == (
+        3.0, 95.0, 95.0, 3.0)
+    one = pictures.render(images[:1], {k: v[:1] for k, v in out.items()}, labels=["4"])
+    path = pictures.save(images, out, str(tmp_path / "p.png"), names=["a", "b", "c"])
+    assert Image.open(path).format == "PNG"
+    three = np.asarray(Image.open(path))
+    assert one.dtype == np.uint8 and one.shape[1] == three.shape[1] and 2.5 < three.shape[0] / one.shape[0] < 3.5
+    # Red boxes are drawn.
+    red = (one[..., 0] > 200) & (one[..., 1] < 60) & (one[..., 2] < 60)
+    assert red.sum() > 100

@@ -1,0 +1,75 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from dcn_keras import prediction
+from dcn_keras.backend import keras
+from dcn_keras.datasets import cluttered_mnist
+from tests.helpers import preset_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "saved_models", "cluttered_mnist_dcn", "1")
+
+
+def write_canvases(directory, count=3):
+    """PNGs of real test canvases; returns their paths and the float images."""
+    canvases = cluttered_mnist.split_canvases("test", "embedded")[0][:count]
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for n, canvas in enumerate(canvases):
+        paths.append(os.path.join(str(directory), f"canvas_{n}.png"))
+        Image.fromarray(canvas[..., 0]).save(paths[-1])
+    return paths, canvases.astype(np.float32) / 255.0
+
+
+def test_saved_model_predictions_are_the_signatures_for_files_and_directories(tmp_path):
+    paths, images = write_canvases(tmp_path / "dir")
+    records, shown, outputs = prediction.predict_files(SHIPPED, [str(tmp_path / "dir")])
+    assert [r["file"] for r in records] == paths  # A directory's images, sorted.
+    np.testing.assert_allclose(shown, images, atol=1e-7)  # PNG is lossless: the same pixels.
+    served = tf.saved_model.load(SHIPPED).signatures["serving_default"](images=tf.constant(shown))
+    assert [r["class"] for r in records] == [str(c) for c in served["classes"].numpy()]
+    np.testing.assert_allclose([r["probability"] for r in records],
+                               served["probabilities"].numpy().max(-1), atol=1e-6)
+    assert [r["coarse_class"] for r in records] == [
+        str(c) for c in served["coarse_probabilities"].numpy().argmax(-1)]
+    assert [r["patch_boxes"] for r in records] == served["patch_boxes"].numpy().tolist()
+    assert outputs["saliency"].shape == (3, 23, 23)
+    line = prediction.format_line(records[0])
+    assert line.startswith(f"{paths[0]}: {records[0]['class']} (") and line.count("[") == 8
+
+
+def test_a_keras_dcn_predicts_and_other_sizes_are_resized_with_a_warning(tmp_path):
+    model = preset_model(num_patches=4)
+    model.save(str(tmp_path / "dcn.keras"))
+    path = str(tmp_path / "small.jpg")
+    Image.fromarray(np.full((28, 40, 3), 200, np.uint8)).save(path)
+    warnings = []
+    records, shown, _ = prediction.predict_files(str(tmp_path / "dcn.keras"), [path], warn=warnings.append)
+    assert warnings == [f"{path} is 28x40; resized to 100x100 as the serving signature does."]
+    assert shown.shape == (1, 100, 100, 1) and len(records[0]["patch_boxes"]) == 4
+    expected = model(shown)["probabilities"].numpy()[0]
+    assert records[0]["class"] == str(expected.argmax())
+
+
+def test_bad_inputs_are_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "fake.png").write_text("hello")
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="missing.png: no such file or directory"):
+        prediction.predict_files(SHIPPED, [str(tmp_path / "missing.png")])
+    with pytest.raises(ValueError, match="empty holds no image"):
+        prediction.predict_files(SHIPPED, [str(tmp_path / "empty")])
+    with pytest.raises(ValueError, match="fake.png is not an image TensorFlow can decode"):
+        prediction.predict_files(SHIPPED, [str(tmp_path / "fake.png")])
+    with pytest.raises(ValueError, match="no image given"):
+        prediction.predict_files(SHIPPED, [])
+    inputs = keras.Input((100, 100, 1))
+    keras.Model(inputs, keras.layers.GlobalMaxPooling2D()(inputs)).save(str(tmp_path / "plain.keras"))
+    with pytest.raises(ValueError, match="plain.keras holds a Functional, not a DynamicCapacityNetwork"):
+        prediction.load_predictor(str(tmp_path / "plain.keras"))
+    with pytest.raises(FileNotFoundError, match="neither a .keras file nor a SavedModel"):
+        prediction.load_predictor(str(tmp_path))
