@@ -8,8 +8,9 @@ def summarize(results):
     inference, macs = results["inference"], results["macs_per_image"]
 
     def best_fine(batch):
-        return min(inference[f"fine/{batch}/{v}"]["latency_ms"]
-                   for v in ("graph", "xla") if f"fine/{batch}/{v}" in inference)
+        # The fine model's best time on any runtime measured: the bar a user sets.
+        return min(value["latency_ms"] for key, value in inference.items()
+                   if key.startswith(f"fine/{batch}/"))
 
     ratios = {}
     for key, value in inference.items():
@@ -21,6 +22,12 @@ def summarize(results):
         if key.startswith("dcn"):
             ratios[f"train/{key}"] = train[f"fine/{key.split('/')[1]}"]["step_ms"] / value["step_ms"]
     results["speedup_vs_best_fine"] = ratios
+    best = {}
+    for key, value in inference.items():
+        name, batch, _ = key.split("/")
+        if name.startswith("dcn"):
+            best[f"{name}/{batch}"] = min(best.get(f"{name}/{batch}", float("inf")), value["latency_ms"])
+    results["best_speedup_vs_best_fine"] = {k: best_fine(k.split("/")[1]) / v for k, v in best.items()}
     results["floor_speedup_vs_best_fine"] = {
         key: best_fine(key.split("/")[1]) / value["latency_ms"]
         for key, value in results.get("floor", {}).items()}
@@ -56,8 +63,11 @@ def format_table(results):
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append("speed-up of each DCN over the fine model's best (graph or XLA) time:")
+    lines.append("speed-up of each DCN over the fine model's best time on any runtime measured:")
     for key, ratio in sorted(results["speedup_vs_best_fine"].items()):
+        lines.append(f"  {key:22s} {ratio:5.2f}x")
+    lines += ["", "each DCN's best time on any runtime over the fine model's best:"]
+    for key, ratio in sorted(results["best_speedup_vs_best_fine"].items()):
         lines.append(f"  {key:22s} {ratio:5.2f}x")
     if results.get("floor"):
         lines += ["", "each DCN's convolutions and pools alone (all else free), and the speed-up over the",

@@ -58,6 +58,25 @@ def _sliced(one, batch_splits, join):
     return call
 
 
+LITERT_THREADS = {1: (1, 2), None: (2,)}  # Batch 1: one and two threads; larger batches: two.
+
+
+def litert_fns(model, batch):
+    """`{"litert<threads>": fn}` for `model` as a LiteRT file at `batch`, fn images -> probabilities.
+
+    Builtin ops only, XNNPACK (`serving.litert`); fns take NumPy images.
+    """
+    from dcn_keras.serving.litert import interpreter
+    from dcn_keras.serving.litert import litert_bytes
+
+    data = litert_bytes(model, batch)
+    fns = {}
+    for threads in LITERT_THREADS.get(batch, LITERT_THREADS[None]):
+        runner = interpreter(data, num_threads=threads).get_signature_runner("serving_default")
+        fns[f"litert{threads}"] = lambda x, run=runner: run(images=x)["probabilities"]
+    return fns
+
+
 def configure_threads(intra_op=0, inter_op=0):
     """Sets TensorFlow's thread pools (0 keeps TF's default: one per core).
 
@@ -84,7 +103,7 @@ def _train_step(model):
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   top_pass="incremental", breakdown=False, batch_splits=1, dtype_policy="float32",
-                  layer_times=False, floor=False, log=print):
+                  layer_times=False, floor=False, litert=False, log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
@@ -101,7 +120,10 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     `inference_fn`); training steps are not split. With `floor`, also each
     DCN's `convolution_floor` at every batch size (graph, sliced as the
     models are), timed in the models' interleaved rounds, under
-    `results["floor"]`. Every model is built under
+    `results["floor"]`. With `litert`, every model also runs as a LiteRT
+    file (`litert_fns`: batch 1 with one and two threads, larger batches
+    with two), timed in the same rounds (variants `litert1`, `litert2`).
+    Every model is built under
     `dtype_policy` (one of `loading.DTYPE_POLICIES`; None is float32); the
     global policy is restored after.
     """
@@ -111,13 +133,13 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     dtype_policy = dtype_policy or "float32"
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
-                       top_pass, breakdown, batch_splits, layer_times, floor, log)
+                       top_pass, breakdown, batch_splits, layer_times, floor, litert, log)
     results["dtype_policy"] = dtype_policy
     return results
 
 
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, top_pass, breakdown,
-         batch_splits, layer_times, floor, log):
+         batch_splits, layer_times, floor, litert, log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
     dcns = {k: DynamicCapacityNetwork(
@@ -147,6 +169,12 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         for batch in batch_sizes:
             for variant, fn in variants.items():
                 calls[batch][f"{name}/b{batch}/{variant}"] = (fn, (inputs[batch],))
+    if litert:
+        for name, model in models.items():
+            for batch in batch_sizes:
+                array = inputs[batch].numpy()
+                for variant, fn in litert_fns(model, batch).items():
+                    calls[batch][f"{name}/b{batch}/{variant}"] = (fn, (array,))
     if floor:
         for k, dcn in dcns.items():
             for batch in batch_sizes:

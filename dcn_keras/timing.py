@@ -7,7 +7,8 @@ from dcn_keras.backend import tf
 
 
 def _fetch(value):
-    return [t.numpy() for t in tf.nest.flatten(value)]
+    # Tensors are fetched to host memory; NumPy outputs (LiteRT's) already are.
+    return [t.numpy() if hasattr(t, "numpy") else t for t in tf.nest.flatten(value)]
 
 
 def median_seconds(fn, args, warmup, repeats):

@@ -54,6 +54,26 @@ def test_run_benchmark_reports_every_model_and_ratio(tmp_path):
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_litert_columns_and_the_bar_is_the_fine_models_best_runtime():
+    results = bench_report.summarize(benchmark.run_benchmark(
+        ks=(2,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1, xla=False, litert=True,
+        log=lambda *_: None))
+    inference = results["inference"]
+    for name in ("coarse", "fine", "dcn_k2"):
+        assert {k.split("/", 1)[1] for k in inference if k.startswith(name + "/")} == {
+            "b1/graph", "b1/litert1", "b1/litert2", "b2/graph", "b2/litert2"}
+    for batch in ("b1", "b2"):
+        fine = min(v["latency_ms"] for k, v in inference.items() if k.startswith(f"fine/{batch}/"))
+        for variant in ("graph", "litert2"):
+            key = f"dcn_k2/{batch}/{variant}"
+            assert results["speedup_vs_best_fine"][key] == pytest.approx(fine / inference[key]["latency_ms"])
+        best = min(v["latency_ms"] for k, v in inference.items() if k.startswith(f"dcn_k2/{batch}/"))
+        assert results["best_speedup_vs_best_fine"][f"dcn_k2/{batch}"] == pytest.approx(fine / best)
+    table = bench_report.format_table(results)
+    assert "b1 litert1 ms" in table.splitlines()[0] and "b2 litert2 ms" in table.splitlines()[0]
+    assert "dcn_k2/b1" in table.split("best time on any runtime")[1]
+
+
 def test_run_benchmark_trains_a_multi_head_preset():
     # svhn's top has six softmax heads: the timed training steps need a label for each.
     results = benchmark.run_benchmark(preset="svhn", ks=(2,), batch_sizes=(1,), train_batch=2,

@@ -10,6 +10,7 @@ from dcn_keras.models import load_model
 from dcn_keras.models import with_num_patches
 from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.serving.export import export_model
+from dcn_keras.serving.litert import export_litert
 
 
 def _next_version(base):
@@ -38,7 +39,8 @@ def _load(source, num_patches, dtype_policy):
     return with_num_patches(model, num_patches, source)
 
 
-FORMATS = ("saved_model", "weights")
+FORMATS = ("saved_model", "weights", "litert")
+BASELINES = ("fine", "coarse")
 
 
 def export_weights(model, path):
@@ -55,7 +57,8 @@ def export_weights(model, path):
 
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
-                num_patches=None, dtype_policy=None, format="saved_model", output=None):
+                num_patches=None, dtype_policy=None, format="saved_model", output=None, batch_size=1,
+                baseline=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -70,10 +73,16 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         dtype_policy: str or None; the model is exported computing under this
             Keras dtype policy (`float32`, `mixed_float16`, `mixed_bfloat16`)
             instead of its own. Inputs and probabilities stay float32.
-        format: str, `"saved_model"` (default) or `"weights"`: the Keras
-            weights alone, as a `.weights.h5` file at `output` (default
-            `<export_base>/<name>.weights.h5`).
+        format: str, `"saved_model"` (default), `"weights"` (the Keras
+            weights alone, a `.weights.h5` file at `output`, default
+            `<export_base>/<name>.weights.h5`) or `"litert"` (a LiteRT
+            `.tflite` file with builtin ops only, `export_litert`; default
+            `<export_base>/<name>.tflite`).
         output: str or None, the file a file format writes.
+        batch_size: int, the fixed batch size of a `"litert"` file. Defaults to 1.
+        baseline: None (the model itself), or `"fine"` / `"coarse"`: that
+            baseline of a DCN (`fine_only_model()`, `coarse_only_model()`),
+            so both run on the same runtime.
 
     Returns:
         The version directory (or file) written.
@@ -82,10 +91,18 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         raise ValueError(f"format={format!r} is not valid; choose one of: {', '.join(FORMATS)}.")
     if version is not None and (not isinstance(version, int) or version < 1):
         raise ValueError(f"version={version!r} must be an integer >= 1.")
+    if baseline not in (None,) + BASELINES:
+        raise ValueError(f"baseline={baseline!r} is not valid; choose one of: {', '.join(BASELINES)}.")
     check_dtype_policy(dtype_policy)
     model = _load(source, num_patches, dtype_policy)
+    if baseline is not None:
+        if not hasattr(model, "fine_only_model"):
+            raise ValueError(f"baseline={baseline!r} needs a DCN; {source} holds a {type(model).__name__}.")
+        model = model.fine_only_model() if baseline == "fine" else model.coarse_only_model()
     if format == "weights":
         return export_weights(model, output or os.path.join(export_base, f"{name}.weights.h5"))
+    if format == "litert":
+        return export_litert(model, output or os.path.join(export_base, f"{name}.tflite"), batch_size)
     base = os.path.join(export_base, name)
     version = version or _next_version(base)
     return export_model(model, os.path.join(base, str(version)), xla=xla)

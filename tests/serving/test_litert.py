@@ -1,0 +1,92 @@
+import os
+
+import numpy as np
+import pytest
+
+from dcn_keras.datasets import cluttered_mnist
+from dcn_keras.serving import export_from
+from dcn_keras.serving import export_litert
+from dcn_keras.serving import litert_predict
+from dcn_keras.serving.litert import interpreter
+from tests.helpers import preset_model
+from tests.helpers import random_images
+
+
+def _real_canvases(count):
+    return cluttered_mnist.split_canvases("test", "embedded")[0][:count].astype(np.float32) / 255.0
+
+
+def _op_names(path):
+    # Without XNNPACK, which would show the ops it takes as one DELEGATE.
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
+
+    plain = Interpreter(model_path=path,
+                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    plain.allocate_tensors()
+    return {op["op_name"] for op in plain._get_ops_details()}
+
+
+@pytest.mark.parametrize("top_pass", ["incremental", "full"])
+def test_a_dcn_runs_on_litert_with_builtin_ops_as_in_keras(tmp_path, top_pass):
+    model = preset_model(top_pass=top_pass)
+    path = export_litert(model, str(tmp_path / "dcn.tflite"))
+    assert os.listdir(tmp_path) == ["dcn.tflite"]
+    signatures = interpreter(path).get_signature_list()
+    assert signatures == {"serving_default": {
+        "inputs": ["images"],
+        "outputs": ["classes", "coarse_probabilities", "locations", "patch_boxes", "probabilities", "saliency"]}}
+    ops = _op_names(path)
+    # Builtin ops only, weights frozen: no Flex (Select TF) op, no variables, no gradient kernels.
+    assert not [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")], ops
+    assert not ops & {"READ_VARIABLE", "VAR_HANDLE", "ASSIGN_VARIABLE"}
+    images = np.concatenate([random_images(3), _real_canvases(5)])
+    out = litert_predict(path, images)
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(out["probabilities"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(out["coarse_probabilities"], expected["coarse_probabilities"], atol=1e-5)
+    np.testing.assert_array_equal(out["locations"], expected["locations"])
+    np.testing.assert_array_equal(out["patch_boxes"], expected["patch_boxes"])
+    np.testing.assert_array_equal(out["classes"], expected["probabilities"].argmax(-1))
+
+
+def test_a_fixed_batch_runs_any_number_of_images_and_baselines_export_too(tmp_path):
+    model = preset_model(num_patches=4)
+    model.save(str(tmp_path / "dcn.keras"))
+    path = export_from(str(tmp_path / "dcn.keras"), str(tmp_path), "m", format="litert", batch_size=4)
+    assert path == str(tmp_path / "m.tflite")
+    images = random_images(6)
+    out = litert_predict(path, images)  # One full chunk of 4, one padded.
+    assert out["locations"].shape == (6, 4, 2)
+    np.testing.assert_allclose(out["probabilities"], model.predict(images, verbose=0)["probabilities"], atol=1e-5)
+    fine = export_from(str(tmp_path / "dcn.keras"), str(tmp_path), "fine", format="litert", baseline="fine")
+    logits = model.fine_only_model().predict(images, verbose=0)
+    out = litert_predict(fine, images)
+    assert sorted(out) == ["classes", "probabilities"]
+    np.testing.assert_allclose(out["probabilities"], np.exp(logits) / np.exp(logits).sum(-1, keepdims=True),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="baseline='medium' is not valid; choose one of: fine, coarse"):
+        export_from(str(tmp_path / "dcn.keras"), str(tmp_path), "m", format="litert", baseline="medium")
+
+
+def test_bad_requests_and_settings_are_named(tmp_path):
+    model = preset_model()
+    path = export_litert(model, str(tmp_path / "dcn.tflite"))
+    expected = "Expected float32 images of shape \\[batch, 100, 100, 1\\] in \\[0, 1\\]; got"
+    with pytest.raises(ValueError, match=f"{expected} shape \\[2, 64, 64, 1\\]"):
+        litert_predict(path, np.zeros((2, 64, 64, 1), np.float32))
+    with pytest.raises(ValueError, match=f"{expected} shape \\[100, 100, 1\\]"):
+        litert_predict(path, np.zeros((100, 100, 1), np.float32))
+    with pytest.raises(ValueError, match=f"{expected} dtype uint8"):
+        litert_predict(path, np.zeros((1, 100, 100, 1), np.uint8))
+    with pytest.raises(ValueError, match=f"{expected} values in \\[255, 255\\]"):
+        litert_predict(path, np.full((1, 100, 100, 1), 255.0, np.float32))
+    with pytest.raises(ValueError, match="got an empty batch"):
+        litert_predict(path, np.zeros((0, 100, 100, 1), np.float32))
+    with pytest.raises(FileNotFoundError, match="nope.tflite: no such .tflite file"):
+        litert_predict(str(tmp_path / "nope.tflite"), np.zeros((1, 100, 100, 1), np.float32))
+    with pytest.raises(ValueError, match="dcn.lite must end in .tflite"):
+        export_litert(model, str(tmp_path / "dcn.lite"))
+    with pytest.raises(ValueError, match="batch_size=0 is not valid; it must be an integer >= 1"):
+        export_litert(model, str(tmp_path / "b.tflite"), batch_size=0)
+    assert os.listdir(tmp_path) == ["dcn.tflite"]
