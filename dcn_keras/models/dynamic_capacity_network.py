@@ -348,12 +348,27 @@ class DynamicCapacityNetwork(keras.Model):
         Trained with one `k`, a DCN can be run with another at test time:
         fewer patches cost less, more refine more of the image.
         """
-        return DynamicCapacityNetwork(
-            self.coarse, self.fine, self.top, image_shape=self.image_shape,
-            num_patches=num_patches, hint_weight=self.hint_weight,
+        return self.with_settings(num_patches=num_patches)
+
+    def with_settings(self, **changes):
+        """This DCN with some constructor arguments changed, sharing its weights.
+
+        E.g. `with_settings(top_pass="full")`; the towers and the top network
+        are this DCN's own, not copies.
+
+        Raises:
+            ValueError: an argument that is not a setting of the DCN (the
+                towers cannot be changed here), or a bad value.
+        """
+        settings = dict(
+            image_shape=self.image_shape, num_patches=self.num_patches, hint_weight=self.hint_weight,
             coarse_weight=self.coarse_weight, patch_size=self.patch_size,
             patch_offset=self.patch_offset, gather=self.gather, top_pass=self.top_pass,
             dtype=self.dtype_policy)
+        unknown = sorted(set(changes) - set(settings))
+        if unknown:
+            raise ValueError(f"with_settings() cannot change {unknown}; it changes: {sorted(settings)}.")
+        return DynamicCapacityNetwork(self.coarse, self.fine, self.top, **{**settings, **changes})
 
     def fine_only_model(self, name="fine_model"):
         """The paper's fine-model baseline: `top(fine(zero-padded images))`."""

@@ -58,7 +58,7 @@ def export_weights(model, path):
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
                 num_patches=None, dtype_policy=None, format="saved_model", output=None, batch_size=1,
-                baseline=None):
+                baseline=None, top_pass=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -83,6 +83,9 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         baseline: None (the model itself), or `"fine"` / `"coarse"`: that
             baseline of a DCN (`fine_only_model()`, `coarse_only_model()`),
             so both run on the same runtime.
+        top_pass: None (as trained), or `"incremental"` / `"full"`: the
+            DCN's refined top pass in the export (on LiteRT with two threads
+            the full pass is the faster one; docs/performance.md).
 
     Returns:
         The version directory (or file) written.
@@ -95,6 +98,10 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         raise ValueError(f"baseline={baseline!r} is not valid; choose one of: {', '.join(BASELINES)}.")
     check_dtype_policy(dtype_policy)
     model = _load(source, num_patches, dtype_policy)
+    if top_pass is not None:
+        if not hasattr(model, "with_settings"):
+            raise ValueError(f"top_pass={top_pass!r} needs a DCN; {source} holds a {type(model).__name__}.")
+        model = model.with_settings(top_pass=top_pass)
     if baseline is not None:
         if not hasattr(model, "fine_only_model"):
             raise ValueError(f"baseline={baseline!r} needs a DCN; {source} holds a {type(model).__name__}.")

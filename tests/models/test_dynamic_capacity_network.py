@@ -195,6 +195,17 @@ def test_with_num_patches_shares_weights_and_refines_more_cells():
         model.with_num_patches(600)
 
 
+def test_with_settings_changes_a_setting_and_keeps_the_rest_and_the_weights():
+    model = preset_model(num_patches=4, coarse_weight=0.3)
+    full = model.with_settings(top_pass="full")
+    assert full.top_pass == "full" and full.incremental_top is None
+    assert (full.num_patches, full.coarse_weight, full.coarse) == (4, 0.3, model.coarse)
+    images = random_images(2, seed=3)
+    np.testing.assert_allclose(full(images)["probabilities"], model(images)["probabilities"], atol=1e-6)
+    with pytest.raises(ValueError, match="with_settings\\(\\) cannot change \\['top'\\]; it changes: "):
+        model.with_settings(top=model.top)
+
+
 def _towers(**kwargs):
     return presets.cluttered_mnist_towers(**kwargs)
 

@@ -17,6 +17,10 @@ def _real_canvases(count):
 
 
 def _op_names(path):
+    return set(_ops(path))
+
+
+def _ops(path):
     # Without XNNPACK, which would show the ops it takes as one DELEGATE.
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_litert.interpreter import OpResolverType
@@ -24,7 +28,7 @@ def _op_names(path):
     plain = Interpreter(model_path=path,
                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     plain.allocate_tensors()
-    return {op["op_name"] for op in plain._get_ops_details()}
+    return [op["op_name"] for op in plain._get_ops_details()]
 
 
 @pytest.mark.parametrize("top_pass", ["incremental", "full"])
@@ -65,6 +69,11 @@ def test_a_fixed_batch_runs_any_number_of_images_and_baselines_export_too(tmp_pa
     assert sorted(out) == ["classes", "probabilities"]
     np.testing.assert_allclose(out["probabilities"], np.exp(logits) / np.exp(logits).sum(-1, keepdims=True),
                                atol=1e-5)
+    full = export_from(str(tmp_path / "dcn.keras"), str(tmp_path), "full", format="litert", top_pass="full")
+    # The full pass runs the top convolution again on the refined grid.
+    assert _ops(full).count("CONV_2D") == _ops(path).count("CONV_2D") + 1
+    np.testing.assert_allclose(litert_predict(full, images)["probabilities"],
+                               model.predict(images, verbose=0)["probabilities"], atol=1e-5)
     with pytest.raises(ValueError, match="baseline='medium' is not valid; choose one of: fine, coarse"):
         export_from(str(tmp_path / "dcn.keras"), str(tmp_path), "m", format="litert", baseline="medium")
 
