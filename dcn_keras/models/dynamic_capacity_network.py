@@ -8,6 +8,7 @@ from dcn_keras.layers.entropy_saliency import EntropySaliency
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
 from dcn_keras.models.incremental_top import IncrementalTop
+from dcn_keras.models.objective import coarse_confidence
 from dcn_keras.models.objective import labels_per_head
 from dcn_keras.models.objective import per_example_ce_and_correct
 from dcn_keras.models.objective import probabilities
@@ -61,6 +62,13 @@ class DynamicCapacityNetwork(keras.Model):
             outputs to float rounding, less work), or `"full"`, the whole
             top network on the rebuilt grid. Tops that `IncrementalTop`
             cannot split, and training, always take the full pass.
+        exit_threshold: float in (0, 1] or None (default, off). At
+            inference, an image whose coarse prediction's top probability
+            (for several heads, the product of the heads' top probabilities:
+            the whole number's confidence) is at least this keeps the coarse
+            answer and sends no patch to the fine tower; only the others are
+            refined, in one fine-tower call (none: skipped). The outputs
+            then also hold `"refined"`, bool `[batch]`. Training ignores it.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -87,6 +95,7 @@ class DynamicCapacityNetwork(keras.Model):
         patch_offset=None,
         gather="index",
         top_pass="incremental",
+        exit_threshold=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -125,6 +134,10 @@ class DynamicCapacityNetwork(keras.Model):
             raise ValueError(f"`gather` must be one of {METHODS}; got {gather!r}.")
         if top_pass not in TOP_PASSES:
             raise ValueError(f"`top_pass` must be one of {TOP_PASSES}; got {top_pass!r}.")
+        if exit_threshold is not None and (
+                isinstance(exit_threshold, bool) or not isinstance(exit_threshold, (int, float))
+                or not 0 < exit_threshold <= 1):
+            raise ValueError(f"exit_threshold={exit_threshold!r} must be None (off) or a number in (0, 1].")
         self.image_shape = image_shape
         self.num_patches = num_patches
         self.hint_weight = float(hint_weight)
@@ -133,6 +146,7 @@ class DynamicCapacityNetwork(keras.Model):
         self.patch_offset = patch_offset
         self.gather = gather
         self.top_pass = top_pass
+        self.exit_threshold = None if exit_threshold is None else float(exit_threshold)
         self.incremental_top = IncrementalTop.split(top) if top_pass == "incremental" else None
 
         # The model's own policy, not the global one at construction: a DCN
@@ -200,6 +214,13 @@ class DynamicCapacityNetwork(keras.Model):
     def forward(self, images, training=False):
         """The full forward pass, with the tensors the objective needs."""
         images = self._check_images(images)
+        grid, scored, locations = self._select(images, training)
+        refined = self._refine(images, grid, scored.get("pre_activation"), locations, training)
+        return dict(refined, coarse_logits=scored["logits"], saliency=scored["saliency"],
+                    locations=locations, grid=grid)
+
+    def _select(self, images, training):
+        # The coarse pass: grid, coarse logits and saliency, and the k cells chosen.
         grid = self.coarse(images, training=training)
         # Training takes the full pass: its gradients are those of the paper's model as written.
         incremental = None if training else self.incremental_top
@@ -207,11 +228,13 @@ class DynamicCapacityNetwork(keras.Model):
             scored = self.saliency_layer(grid, top=self.top, training=training)
         else:
             scored = incremental.coarse_pass(grid)
-        saliency = scored["saliency"]
         rows, cols = self.geometry.grid_shape
-        _, flat = tf.math.top_k(tf.reshape(saliency, [-1, rows * cols]), self.num_patches)
-        locations = tf.stack([flat // cols, flat % cols], axis=-1)
+        _, flat = tf.math.top_k(tf.reshape(scored["saliency"], [-1, rows * cols]), self.num_patches)
+        return grid, scored, tf.stack([flat // cols, flat % cols], axis=-1)
 
+    def _refine(self, images, grid, pre_activation, locations, training):
+        # The fine pass on the chosen cells and the top network on the refined
+        # grid (as a sparse update of `pre_activation`, the incremental pass's).
         patches = self.patch_gather(images, locations)  # [B, k, ph, pw, C]
         batch = tf.shape(patches)[0]
         patches = tf.reshape(patches, [-1, *patches.shape[2:]])
@@ -222,31 +245,51 @@ class DynamicCapacityNetwork(keras.Model):
         coarse_vectors = tf.gather_nd(grid, locations, batch_dims=1)
         # Unused in the incremental pass, so a traced graph prunes it.
         refined = self.cell_scatter(grid, locations, fine_vectors)
-        if incremental is None:
+        if pre_activation is None:
             logits = self.top(refined, training=training)
         else:
             deltas = tf.cast(fine_vectors, grid.dtype) - coarse_vectors
-            logits = incremental.refined_logits(scored["pre_activation"], locations, deltas)
-        return {
-            "logits": logits,
-            "coarse_logits": scored["logits"],
-            "saliency": saliency,
-            "locations": locations,
-            "coarse_vectors": coarse_vectors,
-            "fine_vectors": fine_vectors,
-            "grid": grid,
-            "refined_grid": refined,
-        }
+            logits = self.incremental_top.refined_logits(pre_activation, locations, deltas)
+        return {"logits": logits, "coarse_vectors": coarse_vectors, "fine_vectors": fine_vectors,
+                "refined_grid": refined}
+
+    def _refine_unsure(self, images):
+        # Inference with `exit_threshold`: only the images whose coarse
+        # prediction is less confident than it go through the fine tower
+        # and the refined top pass (one call for all of them; none: skipped).
+        images = self._check_images(images)
+        grid, scored, locations = self._select(images, training=False)
+        coarse = scored["logits"]
+        refine = coarse_confidence(probabilities(coarse)) < self.exit_threshold
+        index = tf.where(refine)
+
+        def refined_logits():
+            pick = lambda t: None if t is None else tf.gather_nd(t, index)  # noqa: E731
+            subset = self._refine(pick(images), pick(grid), pick(scored.get("pre_activation")),
+                                  pick(locations), training=False)["logits"]
+            return tf.nest.map_structure(
+                lambda whole, part: tf.tensor_scatter_nd_update(whole, index, tf.cast(part, whole.dtype)),
+                coarse, subset)
+
+        logits = tf.cond(tf.size(index) > 0, refined_logits, lambda: coarse)
+        return {"logits": logits, "coarse_logits": coarse, "saliency": scored["saliency"],
+                "locations": locations, "refined": refine}
 
     def call(self, images, training=False):
-        out = self.forward(images, training=training)
-        return {
+        if self.exit_threshold is not None and not training:
+            out = self._refine_unsure(images)
+        else:
+            out = self.forward(images, training=training)
+        outputs = {
             "probabilities": probabilities(out["logits"]),
             "coarse_probabilities": probabilities(out["coarse_logits"]),
             "saliency": out["saliency"],
             "locations": out["locations"],
             "patch_boxes": self.geometry.boxes(out["locations"]),
         }
+        if "refined" in out:
+            outputs["refined"] = out["refined"]
+        return outputs
 
     def compute_losses(self, labels, out, sample_weight=None):
         """Each loss term, as a per-replica mean over the batch."""
@@ -364,7 +407,7 @@ class DynamicCapacityNetwork(keras.Model):
             image_shape=self.image_shape, num_patches=self.num_patches, hint_weight=self.hint_weight,
             coarse_weight=self.coarse_weight, patch_size=self.patch_size,
             patch_offset=self.patch_offset, gather=self.gather, top_pass=self.top_pass,
-            dtype=self.dtype_policy)
+            exit_threshold=self.exit_threshold, dtype=self.dtype_policy)
         unknown = sorted(set(changes) - set(settings))
         if unknown:
             raise ValueError(f"with_settings() cannot change {unknown}; it changes: {sorted(settings)}.")
@@ -396,6 +439,7 @@ class DynamicCapacityNetwork(keras.Model):
             patch_offset=self.patch_offset,
             gather=self.gather,
             top_pass=self.top_pass,
+            exit_threshold=self.exit_threshold,
         )
         return config
 

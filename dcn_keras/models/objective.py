@@ -11,6 +11,20 @@ def probabilities(logits):
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
 
+def coarse_confidence(probabilities):
+    """Each example's confidence, float32 `[batch]`: its top probability.
+
+    For several heads (a dict), the product of the heads' top probabilities:
+    the confidence in the whole answer (for SVHN, the whole number).
+    """
+    heads = probabilities.values() if isinstance(probabilities, dict) else [probabilities]
+    confidence = None
+    for head in heads:
+        top = tf.reduce_max(tf.cast(head, tf.float32), axis=-1)
+        confidence = top if confidence is None else confidence * top
+    return confidence
+
+
 def labels_per_head(labels, logits):
     """The integer labels of each head, in `head_list(logits)` order, checked.
 

@@ -84,8 +84,9 @@ def flat_outputs(model, images):
             flat[key] = value
             if key == "probabilities":
                 flat["classes"] = tf.argmax(value, -1)
-    for key in ("saliency", "locations", "patch_boxes"):
-        flat[key] = out[key]
+    for key in ("saliency", "locations", "patch_boxes", "refined"):
+        if key in out:  # "refined": a DCN with an exit threshold.
+            flat[key] = out[key]
     return flat
 
 

@@ -58,7 +58,7 @@ def export_weights(model, path):
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
                 num_patches=None, dtype_policy=None, format="saved_model", output=None, batch_size=1,
-                baseline=None, top_pass=None):
+                baseline=None, top_pass=None, exit_threshold=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -86,6 +86,9 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         top_pass: None (as trained), or `"incremental"` / `"full"`: the
             DCN's refined top pass in the export (on LiteRT with two threads
             the full pass is the faster one; docs/performance.md).
+        exit_threshold: None (as trained), or a number in (0, 1]: the
+            exported DCN refines only images whose coarse confidence is below
+            it (`DynamicCapacityNetwork`'s `exit_threshold`).
 
     Returns:
         The version directory (or file) written.
@@ -98,10 +101,12 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         raise ValueError(f"baseline={baseline!r} is not valid; choose one of: {', '.join(BASELINES)}.")
     check_dtype_policy(dtype_policy)
     model = _load(source, num_patches, dtype_policy)
-    if top_pass is not None:
+    changes = {k: v for k, v in (("top_pass", top_pass), ("exit_threshold", exit_threshold)) if v is not None}
+    if changes:
         if not hasattr(model, "with_settings"):
-            raise ValueError(f"top_pass={top_pass!r} needs a DCN; {source} holds a {type(model).__name__}.")
-        model = model.with_settings(top_pass=top_pass)
+            raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in changes.items())} needs a DCN; {source} "
+                             f"holds a {type(model).__name__}.")
+        model = model.with_settings(**changes)
     if baseline is not None:
         if not hasattr(model, "fine_only_model"):
             raise ValueError(f"baseline={baseline!r} needs a DCN; {source} holds a {type(model).__name__}.")
