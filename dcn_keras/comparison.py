@@ -19,7 +19,7 @@ from dcn_keras.macs import model_macs
 from dcn_keras.timing import median_seconds
 from dcn_keras.training import dataset_options
 from dcn_keras.training import dcn_for
-from dcn_keras.training import train
+from dcn_keras.workflows import train_and_export
 
 # name -> TrainConfig overrides; every run shares the rest of the config.
 RUNS = {
@@ -151,7 +151,7 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
         results = _finished(config) if reuse else None
         if results is None:
             log(f"dcn_compare: training {name} ({RUNS[name]})")
-            results = train(config, print_fn=log)
+            results = train_and_export(config, print_fn=log)
         else:
             log(f"dcn_compare: reusing the finished run in {config.model_dir}")
         settings = json.load(open(os.path.join(config.model_dir, "config.json")))

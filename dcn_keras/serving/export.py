@@ -17,6 +17,9 @@ with a message naming the expected shape instead of producing garbage.
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+import os
+
+from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import replace_directory
 
 
@@ -127,3 +130,16 @@ def export_model(model, path, xla=True):
         archive.write_out(tmp, verbose=False)
 
     return replace_directory(build, path)
+
+
+def export_weights(model, path):
+    """Writes `model`'s weights to `path` (a `.weights.h5` file), atomically.
+
+    `DynamicCapacityNetwork.from_preset(preset, weights=path)` loads them.
+    """
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"{path} must end in .weights.h5 (Keras's weights format).")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+    return path

@@ -16,7 +16,6 @@ from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models.loading import check_keras_file
 from dcn_keras.models.loading import global_dtype_policy
-from dcn_keras.serving import export_model
 
 _NUM_LOGGED_IMAGES = 4
 _PARTS = ("coarse", "fine", "top")
@@ -167,12 +166,16 @@ def _errors(model, dataset, config):
     return errors
 
 
-def train(config, callbacks=(), print_fn=print):
-    """Runs `config`: fit with checkpoints and TensorBoard, test, save, export.
+def train(config, callbacks=(), print_fn=print, export=None):
+    """Runs `config`: fit with checkpoints and TensorBoard, test, save, and export.
 
     Resumes from `model_dir` when an earlier run with the same directory was
     interrupted. Returns a dict of results (also written to
     `model_dir/results.json`).
+
+    `export(model, export_dir)`, when given, writes the trained model for
+    serving and returns where (`workflows.train_and_export` passes
+    `serving.export_model`; training itself does not depend on serving).
     """
     if config.init_from:
         # Before minutes of data loading.
@@ -236,13 +239,14 @@ def train(config, callbacks=(), print_fn=print):
                    first_epoch=history.epoch[0] if history.epoch else None)
     if is_chief:
         save_keras_atomically(model, os.path.join(model_dir, "model.keras"))
-        export_dir = config.export_dir or os.path.join(model_dir, "export", "1")
-        results["export_dir"] = export_model(model, export_dir)
+        if export is not None:
+            results["export_dir"] = export(model, config.export_dir or os.path.join(model_dir, "export", "1"))
         write_json_atomically(os.path.join(model_dir, "results.json"), results)
     summary = ", ".join(f"{k}={v:.4f}" for k, v in results.items() if k.endswith("error"))
     print_fn(f"dcn_train: test {summary} on {test_info.num_examples} images")
     if is_chief:
         print_fn(f"dcn_train: model {os.path.join(model_dir, 'model.keras')}; "
                  f"TensorBoard: tensorboard --logdir {log_dir}")
-        print_fn(f"dcn_train: SavedModel {results['export_dir']}")
+        if "export_dir" in results:
+            print_fn(f"dcn_train: SavedModel {results['export_dir']}")
     return results

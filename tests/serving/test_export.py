@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dcn_keras.backend import keras
-from dcn_keras.serving import export_from
+from dcn_keras.workflows import export_from
 from dcn_keras.serving import export_model
 from dcn_keras.serving import client
 from tests.helpers import preset_model
@@ -143,7 +143,7 @@ def test_export_from_keras_file_and_training_directory(tmp_path):
     from dcn_keras.training import TrainConfig
     from dcn_keras.training import train
 
-    run = tmp_path / "run"
+    run = tmp_path / "run"  # Trained without an export: export_from makes them.
     train(TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=1,
                       batch_size=4, model_dir=str(run), verbose=0), print_fn=lambda *_: None)
     base = str(tmp_path / "saved_models")

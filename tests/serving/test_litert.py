@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dcn_keras.datasets import cluttered_mnist
-from dcn_keras.serving import export_from
+from dcn_keras.workflows import export_from
 from dcn_keras.serving import export_litert
 from dcn_keras.serving import litert_predict
 from dcn_keras.serving.litert import interpreter

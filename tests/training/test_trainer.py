@@ -12,6 +12,7 @@ from dcn_keras.presets import cluttered_mnist_towers
 from dcn_keras.training import TrainConfig
 from dcn_keras.training import train
 from dcn_keras.training.trainer import initialize_from
+from dcn_keras.workflows import train_and_export
 from tests.helpers import preset_model
 
 
@@ -30,7 +31,7 @@ def _events(log_dir):
 
 def test_train_writes_config_logs_checkpoints_model_and_saved_model(tmp_path):
     config = _config(tmp_path, num_patches=4)
-    results = train(config, print_fn=lambda *_: None)
+    results = train_and_export(config, print_fn=lambda *_: None)
     run = tmp_path / "run"
     resolved = json.loads((run / "config.json").read_text())
     assert resolved["config"]["num_patches"] == 4 and resolved["grid_shape"] == [23, 23]
@@ -65,12 +66,18 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash after epoch 2")
 
 
+def test_training_alone_exports_nothing_and_train_and_export_adds_the_saved_model(tmp_path):
+    results = train(_config(tmp_path, epochs=1, steps_per_epoch=1), print_fn=lambda *_: None)
+    assert "export_dir" not in results and not os.path.exists(tmp_path / "run" / "export")
+    assert os.path.exists(tmp_path / "run" / "model.keras")
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     config = _config(tmp_path, epochs=4, steps_per_epoch=2)
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[_Interrupt()], print_fn=lambda *_: None)
+        train_and_export(config, callbacks=[_Interrupt()], print_fn=lambda *_: None)
     assert os.path.exists(tmp_path / "run" / "backup")
-    results = train(config, print_fn=lambda *_: None)
+    results = train_and_export(config, print_fn=lambda *_: None)
     assert results["first_epoch"] == 2 and results["epochs_run"] == 2
     # The backup goes once the run has finished.
     assert not os.path.exists(tmp_path / "run" / "backup")
@@ -82,7 +89,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run(tmp_path):
     config = _config(tmp_path, model="coarse", lr_schedule="cosine", epochs=3, steps_per_epoch=2)
-    train(config, print_fn=lambda *_: None)
+    train_and_export(config, print_fn=lambda *_: None)
     model = keras.models.load_model(str(tmp_path / "run" / "model.keras"))
     schedule = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
     assert float(schedule(0)) == pytest.approx(1e-3)
@@ -94,14 +101,14 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run(tmp_path)
 
 
 def test_mirrored_strategy_uses_both_logical_devices(tmp_path):
-    train(_config(tmp_path, strategy="mirrored", epochs=1), print_fn=lambda *_: None)
+    train_and_export(_config(tmp_path, strategy="mirrored", epochs=1), print_fn=lambda *_: None)
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resolved["replicas"] == 2
 
 
 @pytest.mark.parametrize("model", ["fine", "coarse"])
 def test_baselines_train_and_report_their_error(tmp_path, model):
-    results = train(_config(tmp_path, model=model, epochs=1), print_fn=lambda *_: None)
+    results = train_and_export(_config(tmp_path, model=model, epochs=1), print_fn=lambda *_: None)
     assert 0.0 <= results["test_error"] <= 1.0 and "coarse_test_error" not in results
     assert tf.saved_model.load(results["export_dir"]) is not None
 
@@ -116,7 +123,7 @@ def _convolutions(model):
 
 @pytest.mark.parametrize("model,policy", [("dcn", "mixed_bfloat16"), ("fine", "mixed_float16")])
 def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, policy):
-    results = train(_config(tmp_path, model=model, epochs=1, dtype_policy=policy), print_fn=lambda *_: None)
+    results = train_and_export(_config(tmp_path, model=model, epochs=1, dtype_policy=policy), print_fn=lambda *_: None)
     assert keras.mixed_precision.global_policy().name == "float32"  # Restored.
     run = tmp_path / "run"
     assert json.load(open(run / "config.json"))["config"]["dtype_policy"] == policy
@@ -167,7 +174,7 @@ def test_auto_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_elsewhere():
 
 def test_num_patches_above_the_grid_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"num_patches=600 .*\[1, 529\]"):
-        train(_config(tmp_path, num_patches=600), print_fn=lambda *_: None)
+        train_and_export(_config(tmp_path, num_patches=600), print_fn=lambda *_: None)
 
 
 def test_multi_digit_svhn_trains_evaluates_and_exports_per_head(tmp_path):
@@ -178,7 +185,7 @@ def test_multi_digit_svhn_trains_evaluates_and_exports_per_head(tmp_path):
     write_svhn_copy(str(data_dir / "downloads" / "manual"))
     config = TrainConfig(dataset="svhn", data_dir=str(data_dir), epochs=1, steps_per_epoch=2,
                          batch_size=2, model_dir=str(tmp_path / "run"), verbose=0)
-    results = train(config, print_fn=lambda *_: None)
+    results = train_and_export(config, print_fn=lambda *_: None)
     assert 0.0 <= results["test_error"] <= 1.0 and results["test_examples"] == 2
     served = tf.saved_model.load(results["export_dir"]).signatures["serving_default"]
     out = served(images=tf.zeros((1, 64, 64, 3)))
@@ -240,7 +247,7 @@ def test_initialize_from_names_what_does_not_fit(tmp_path):
 def test_a_run_starts_from_init_from_and_records_it(tmp_path):
     preset_model().fine_only_model().save(tmp_path / "fine.keras")
     lines = []
-    train(_config(tmp_path, epochs=1, steps_per_epoch=1, init_from=str(tmp_path / "fine.keras")),
+    train_and_export(_config(tmp_path, epochs=1, steps_per_epoch=1, init_from=str(tmp_path / "fine.keras")),
           print_fn=lines.append)
     assert f"dcn_train: fine, top initialized from {tmp_path / 'fine.keras'}" in lines
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -250,5 +257,5 @@ def test_a_run_starts_from_init_from_and_records_it(tmp_path):
 def test_a_missing_init_from_fails_before_the_data_is_loaded(tmp_path):
     lines = []
     with pytest.raises(FileNotFoundError, match="none.keras: no such file"):
-        train(_config(tmp_path, init_from=str(tmp_path / "none.keras")), print_fn=lines.append)
+        train_and_export(_config(tmp_path, init_from=str(tmp_path / "none.keras")), print_fn=lines.append)
     assert lines == []  # The data line comes first once loading has begun.

@@ -1,16 +1,38 @@
-"""Exports a `.keras` file or a training run's latest checkpoint for serving."""
+"""Workflows above training and serving: train then export, and export a saved run.
+
+Training (`dcn_keras.training`) and serving (`dcn_keras.serving`) both build
+on the models and never import each other; what needs both lives here:
+`bin/dcn_train` trains then exports (`train_and_export`), `bin/dcn_export`
+loads a `.keras` file or a training directory's newest checkpoint and writes
+a SavedModel, Keras weights or a LiteRT file (`export_from`).
+"""
 
 import dataclasses
 import glob
 import json
 import os
 
-from dcn_keras.io_utils import atomic_path
 from dcn_keras.models import load_model
 from dcn_keras.models import with_num_patches
 from dcn_keras.models.loading import check_dtype_policy
-from dcn_keras.serving.export import export_model
-from dcn_keras.serving.litert import export_litert
+from dcn_keras.serving import export_litert
+from dcn_keras.serving import export_model
+from dcn_keras.serving import export_weights
+from dcn_keras.training import TrainConfig
+from dcn_keras.training import build_model
+from dcn_keras.training import train
+
+FORMATS = ("saved_model", "weights", "litert")
+BASELINES = ("fine", "coarse")
+
+
+def train_and_export(config, callbacks=(), print_fn=print):
+    """`training.train(config)`, then the trained model as a SavedModel for TF Serving.
+
+    The SavedModel goes to `config.export_dir` (default
+    `<model_dir>/export/1`); `results["export_dir"]` says where.
+    """
+    return train(config, callbacks=callbacks, print_fn=print_fn, export=export_model)
 
 
 def _next_version(base):
@@ -27,9 +49,6 @@ def _load(source, num_patches, dtype_policy):
         raise FileNotFoundError(
             f"{source} is neither a .keras file nor a training directory with config.json "
             "and checkpoints/epoch_*.weights.h5.")
-    from dcn_keras.training import TrainConfig
-    from dcn_keras.training import build_model
-
     resolved = json.load(open(config_path))
     config = TrainConfig(**resolved["config"])
     if dtype_policy is not None:  # Built so, rather than rebuilt after.
@@ -37,23 +56,6 @@ def _load(source, num_patches, dtype_policy):
     model = build_model(config, resolved["image_shape"], resolved["preset"])
     model.load_weights(checkpoints[-1])
     return with_num_patches(model, num_patches, source)
-
-
-FORMATS = ("saved_model", "weights", "litert")
-BASELINES = ("fine", "coarse")
-
-
-def export_weights(model, path):
-    """Writes `model`'s weights to `path` (a `.weights.h5` file), atomically.
-
-    `DynamicCapacityNetwork.from_preset(preset, weights=path)` loads them.
-    """
-    if not str(path).endswith(".weights.h5"):
-        raise ValueError(f"{path} must end in .weights.h5 (Keras's weights format).")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp:
-        model.save_weights(tmp)
-    return path
 
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
