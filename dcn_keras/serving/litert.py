@@ -36,7 +36,7 @@ def _relu_with_select_gradient(x):
 def _select_relu_gradients(model):
     # While tracing: every ReLU-activated layer of `model` takes its gradient
     # with builtin ops. Its forward values are unchanged.
-    swapped = [layer for layer in model._flatten_layers()
+    swapped = [layer for layer in _all_layers(model)
                if getattr(layer, "activation", None) is keras.activations.relu]
     for layer in swapped:
         layer.activation = _relu_with_select_gradient
@@ -45,6 +45,18 @@ def _select_relu_gradients(model):
     finally:
         for layer in swapped:
             layer.activation = keras.activations.relu
+
+
+def _all_layers(model):
+    # Every layer of `model` and of the models inside it, each once.
+    seen = {}
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        if id(layer) not in seen:
+            seen[id(layer)] = layer
+            stack.extend(getattr(layer, "layers", []))
+    return list(seen.values())
 
 
 def _image_shape(model):
