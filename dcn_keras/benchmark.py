@@ -103,7 +103,7 @@ def _train_step(model):
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   top_pass="incremental", breakdown=False, batch_splits=1, dtype_policy="float32",
-                  layer_times=False, floor=False, litert=False, log=print):
+                  layer_times=False, floor=False, litert=False, saliency="entropy_gradient", log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
@@ -112,7 +112,7 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     steps, are timed interleaved (`interleaved_median_seconds`), so their
     ratios compare like with like. All models share one set of tower weights; the DCNs
     cut their patches with `gather` and run their refined top pass as
-    `top_pass` (see `DynamicCapacityNetwork`). With `breakdown`, also `time_parts` of
+    `top_pass` and score cells by `saliency` (see `DynamicCapacityNetwork`). With `breakdown`, also `time_parts` of
     each DCN at the largest batch size; with `layer_times`, `time_layers` of
     the coarse tower, the fine tower on each DCN's patches and on whole
     images, and the top network, at that size. With `batch_splits` > 1 every
@@ -130,21 +130,23 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
         raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
     check_dtype_policy(dtype_policy, "--dtype_policy")
+    if saliency != "entropy_gradient" and (breakdown or floor):
+        raise ValueError(f"--breakdown and --floor time the entropy gradient's stages; not with --saliency={saliency}.")
     dtype_policy = dtype_policy or "float32"
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
-                       top_pass, breakdown, batch_splits, layer_times, floor, litert, log)
+                       top_pass, breakdown, batch_splits, layer_times, floor, litert, saliency, log)
     results["dtype_policy"] = dtype_policy
     return results
 
 
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, top_pass, breakdown,
-         batch_splits, layer_times, floor, litert, log):
+         batch_splits, layer_times, floor, litert, saliency, log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset)
     dcns = {k: DynamicCapacityNetwork(
         coarse=base.coarse, fine=base.fine, top=base.top, image_shape=base.image_shape,
-        num_patches=k, gather=gather, top_pass=top_pass) for k in ks}
+        num_patches=k, gather=gather, top_pass=top_pass, saliency=saliency) for k in ks}
     fine_model, coarse_model = base.fine_only_model(), base.coarse_only_model()
     models = {"coarse": coarse_model, "fine": fine_model}
     models.update({f"dcn_k{k}": m for k, m in dcns.items()})
@@ -155,7 +157,8 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
     rng = np.random.default_rng(seed)
     threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
-    results = {"preset": preset, "gather": gather, "top_pass": top_pass, "macs_per_image": macs,
+    results = {"preset": preset, "gather": gather, "top_pass": top_pass, "saliency": saliency,
+               "macs_per_image": macs,
                "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
                "batch_splits": batch_splits, "floor": {}}

@@ -46,13 +46,17 @@ def _keras_predictor(model, unrefined="coarse"):
     return predict
 
 
-def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None):
+def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None, saliency=None):
     """A function images -> refined probabilities, for .keras or SavedModel."""
     if unrefined not in UNREFINED:
         raise ValueError(f"unrefined={unrefined!r} is not one of {', '.join(UNREFINED)}.")
     check_dtype_policy(dtype_policy)
     if path.endswith(".keras"):
         model = load_model(path, num_patches, dtype_policy)
+        if saliency is not None:
+            if not isinstance(model, DynamicCapacityNetwork):
+                raise ValueError(f"saliency={saliency!r} needs a DCN; {path} holds a {type(model).__name__}.")
+            model = model.with_settings(saliency=saliency)
         if unrefined != "coarse" and not isinstance(model, DynamicCapacityNetwork):
             raise ValueError(f"unrefined={unrefined!r} needs a DCN; {path} holds a "
                              f"{type(model).__name__}.")
@@ -60,6 +64,9 @@ def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None):
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         if unrefined != "coarse":
             raise ValueError(f"unrefined={unrefined!r} needs a .keras DCN, not the SavedModel {path}.")
+        if saliency is not None:
+            raise ValueError(f"saliency={saliency!r} needs a .keras DCN; a SavedModel's saliency is fixed at "
+                             f"export ({path}).")
         if num_patches is not None:
             raise ValueError(f"num_patches={num_patches} needs a .keras DCN; a SavedModel's k is "
                              f"fixed at export ({path}).")
@@ -106,7 +113,7 @@ def correct_predictions(model, data, batch_size=64):
 
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
-                         unrefined="coarse", dtype_policy=None, **dataset_options):
+                         unrefined="coarse", dtype_policy=None, saliency=None, **dataset_options):
     """Returns `{"error", "examples", "per_class_error", "source"}` for a saved model.
 
     Multi-head models (SVHN) count an example as right only when every head
@@ -114,9 +121,10 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     `num_patches`, a `.keras` DCN is run refining that many cells instead of
     the `k` it was trained with; with `unrefined="blank"`, its unrefined
     cells are blank (`blank_filled_logits`); with `dtype_policy`, a `.keras`
-    model computes under that policy (`with_dtype_policy`).
+    model computes under that policy (`with_dtype_policy`); with `saliency`,
+    a `.keras` DCN scores cells so (`"entropy_gradient"` or `"cam"`).
     """
-    predict = _predictor(path, num_patches, unrefined, dtype_policy)
+    predict = _predictor(path, num_patches, unrefined, dtype_policy, saliency)
     data, info = load_dataset(dataset, split, **dataset_options)
     right, keys = _outcomes(predict, data, batch_size)
     wrong = ~right
@@ -143,7 +151,7 @@ def exact_mcnemar_p(only_a_right, only_b_right):
 
 
 def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, num_patches=None,
-                         unrefined="coarse", dtype_policy=None, **dataset_options):
+                         unrefined="coarse", dtype_policy=None, saliency=None, **dataset_options):
     """Paired comparison of two saved models on the same examples.
 
     Two errors measured on one test set differ by chance; the examples only
@@ -156,7 +164,7 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
         "p_value"}`, the last from `exact_mcnemar_p`.
     """
-    predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy)
+    predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy, saliency)
     predict_b = _predictor(path_b)
     data, _ = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
     right_a, _ = _outcomes(predict_a, data, batch_size)

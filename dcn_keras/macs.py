@@ -62,7 +62,8 @@ def model_macs(dcn):
 
     The DCN runs the top network two times' worth, the coarse pass and the
     saliency backward pass to the grid (input gradients cost what the
-    forward pass costs), plus the fine tower on `k` patches and the refined
+    forward pass costs; a class activation map costs only its weighted sums
+    and the window sums, `_cam_macs`), plus the fine tower on `k` patches and the refined
     pass: the whole top network again, or with an incremental top pass
     (`IncrementalTop`) the first convolution's taps that reach each of the
     `k` refined cells and the rest of the top network.
@@ -74,6 +75,10 @@ def model_macs(dcn):
     refined = top
     if dcn.incremental_top is not None:
         refined = top - _incremental_saving(dcn.incremental_top.conv, grid, dcn.num_patches)
+    saliency = top  # The entropy gradient's backward pass costs a forward pass.
+    cam = getattr(dcn, "class_activation_map", None)
+    if cam is not None:
+        saliency = _cam_macs(cam, grid)
     patch = count_macs(dcn.fine, (*g.patch_size, dcn.image_shape[-1]))
     (pt, pb), (pl, pr) = g.padding
     h, w, c = dcn.image_shape
@@ -82,9 +87,9 @@ def model_macs(dcn):
     return {
         "coarse": coarse + top,
         "fine": fine_whole + count_macs(dcn.top, tuple(fine_grid)),
-        "dcn": coarse + 2 * top + refined + dcn.num_patches * patch,
-        "parts": {"coarse_tower": coarse, "top": top, "refined_top": refined, "fine_patch": patch,
-                  "fine_whole": fine_whole},
+        "dcn": coarse + top + saliency + refined + dcn.num_patches * patch,
+        "parts": {"coarse_tower": coarse, "top": top, "saliency": saliency, "refined_top": refined,
+                  "fine_patch": patch, "fine_whole": fine_whole},
     }
 
 
@@ -97,3 +102,14 @@ def _incremental_saving(conv, grid, num_patches):
     taps = -(-kh // stride) * -(-kw // stride)
     whole = _layer_macs(conv, (1, *grid), conv.compute_output_shape((1, *grid)))
     return whole - num_patches * taps * grid[-1] * conv.filters
+
+
+def _cam_macs(cam, grid):
+    # The class weights (classes x filters), the weighted sum at every
+    # position of the convolution's output, and each cell's window sum.
+    conv = cam.conv
+    _, rows, cols, filters = conv.compute_output_shape((1, *grid))
+    classes = cam.dense.units
+    stride = conv.strides[0]
+    taps = -(-conv.kernel_size[0] // stride) * -(-conv.kernel_size[1] // stride)
+    return classes * filters + rows * cols * filters + grid[0] * grid[1] * taps

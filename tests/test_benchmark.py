@@ -74,6 +74,17 @@ def test_litert_columns_and_the_bar_is_the_fine_models_best_runtime():
     assert "dcn_k2/b1" in table.split("best time on any runtime")[1]
 
 
+def test_cam_dcns_are_benchmarked_with_their_own_arithmetic():
+    results = benchmark.run_benchmark(ks=(2,), batch_sizes=(1,), train_batch=2, warmup=1, repeats=1, xla=False,
+                                      saliency="cam", log=lambda *_: None)
+    assert results["saliency"] == "cam" and results["inference"]["dcn_k2/b1/graph"]["latency_ms"] > 0
+    entropy = benchmark.run_benchmark(ks=(2,), batch_sizes=(1,), train_batch=2, warmup=1, repeats=1,
+                                      xla=False, log=lambda *_: None)
+    assert results["macs_per_image"]["dcn_k2"] < entropy["macs_per_image"]["dcn_k2"]
+    with pytest.raises(ValueError, match="not with --saliency=cam"):
+        benchmark.run_benchmark(ks=(2,), batch_sizes=(1,), saliency="cam", floor=True, log=lambda *_: None)
+
+
 def test_run_benchmark_trains_a_multi_head_preset():
     # svhn's top has six softmax heads: the timed training steps need a label for each.
     results = benchmark.run_benchmark(preset="svhn", ks=(2,), batch_sizes=(1,), train_batch=2,

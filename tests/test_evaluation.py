@@ -102,3 +102,17 @@ def test_save_picture_draws_the_first_images_of_a_split(tmp_path):
     assert two.shape[1] == one.shape[1] and 1.7 < two.shape[0] / one.shape[0] < 2.3
     with pytest.raises(ValueError, match="picture=p.jpg must name a .png file"):
         save_picture("p.jpg", shipped, "cluttered_mnist")
+
+
+def test_a_keras_dcn_is_evaluated_with_another_saliency_and_a_saved_model_says_it_cannot(tmp_path):
+    from tests.helpers import preset_model
+
+    model = preset_model()
+    model.save(str(tmp_path / "dcn.keras"))
+    result = evaluate_saved_model(str(tmp_path / "dcn.keras"), "cluttered_mnist", "validation",
+                                  digits="embedded", saliency="cam")
+    assert result["examples"] == 500
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "saved_models", "cluttered_mnist_dcn", "1")
+    with pytest.raises(ValueError, match="saliency='cam' needs a .keras DCN; a SavedModel's saliency is fixed"):
+        evaluate_saved_model(shipped, "cluttered_mnist", "validation", digits="embedded", saliency="cam")

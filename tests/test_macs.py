@@ -11,7 +11,7 @@ def test_multiply_adds_match_a_hand_count_for_the_paper_preset():
     # Fine model: the fine tower on the 102x102 zero-padded image.
     whole = (100 * 100 * 24 * 9 + 100 * 100 * 24 * 9 * 24 + 2 * 50 * 50 * 24 * 9 * 24
              + 23 * 23 * 24 * 9 * 24)
-    assert counts["parts"] == {"coarse_tower": coarse, "top": top, "refined_top": top,
+    assert counts["parts"] == {"coarse_tower": coarse, "top": top, "saliency": top, "refined_top": top,
                               "fine_patch": patch, "fine_whole": whole}
     assert counts["dcn"] == coarse + 3 * top + 8 * patch == 22_980_396
     assert counts["fine"] == whole + top == 86_349_696
@@ -27,6 +27,14 @@ def test_incremental_top_pass_counts_the_taps_each_refined_cell_reaches():
     top = counts["parts"]["top"]
     assert counts["dcn"] == 22_980_396 - top + refined == 19_367_724
     assert round(counts["fine"] / counts["dcn"], 2) == 4.46
+
+
+def test_cam_saliency_counts_its_weighted_sums_not_a_backward_pass():
+    counts = macs.model_macs(preset_model(saliency="cam"))
+    # Class weights (10 x 96), a 96-term sum at each of the 10 x 10 positions, and
+    # each of the 23 x 23 cells' window sum over its 2 x 2 positions.
+    assert counts["parts"]["saliency"] == 10 * 96 + 10 * 10 * 96 + 23 * 23 * 4
+    assert counts["dcn"] == 19_367_724 - counts["parts"]["top"] + counts["parts"]["saliency"]
 
 
 def test_multi_head_top_counts_every_head():

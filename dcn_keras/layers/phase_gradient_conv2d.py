@@ -73,7 +73,7 @@ class PhaseGradientConv2D(keras.layers.Conv2D):
         @tf.custom_gradient
         def convolve(x, w):
             def gradient(dy):
-                dx = _input_gradient(dy, w, stride, tf.shape(x))
+                dx = input_gradient(dy, w, stride, tf.shape(x))
                 dw = tf.raw_ops.Conv2DBackpropFilter(
                     input=x, filter_sizes=tf.shape(w), out_backprop=dy,
                     strides=[1, stride, stride, 1], padding="VALID")
@@ -84,7 +84,7 @@ class PhaseGradientConv2D(keras.layers.Conv2D):
         return convolve(tf.convert_to_tensor(inputs), tf.convert_to_tensor(kernel))
 
 
-def _input_gradient(dy, kernel, stride, input_shape):
+def input_gradient(dy, kernel, stride, input_shape):
     """Gradient of a valid stride-`stride` conv w.r.t. its input, phase form."""
     return _on_input_grid(phase_products(dy, phase_kernel(kernel, stride)), stride, input_shape)
 

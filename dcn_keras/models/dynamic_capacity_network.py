@@ -7,6 +7,7 @@ from dcn_keras.layers.cell_scatter import CellScatter
 from dcn_keras.layers.entropy_saliency import EntropySaliency
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
+from dcn_keras.models.class_activation_map import ClassActivationMap
 from dcn_keras.models.incremental_top import IncrementalTop
 from dcn_keras.models.objective import coarse_confidence
 from dcn_keras.models.objective import labels_per_head
@@ -16,6 +17,7 @@ from dcn_keras.models.objective import weighted_mean
 from dcn_keras.patch_geometry import PatchGeometry
 
 TOP_PASSES = ("incremental", "full")
+SALIENCIES = ("entropy_gradient", "cam")
 _METRICS = ("loss", "refined_loss", "coarse_loss", "hint_loss", "accuracy", "coarse_accuracy")
 
 
@@ -69,6 +71,12 @@ class DynamicCapacityNetwork(keras.Model):
             answer and sends no patch to the fine tower; only the others are
             refined, in one fine-tower call (none: skipped). The outputs
             then also hold `"refined"`, bool `[batch]`. Training ignores it.
+        saliency: str, how cells are scored: `"entropy_gradient"` (default,
+            the paper's: the norm of the coarse prediction's entropy gradient
+            with respect to each cell) or `"cam"`, the class activation map
+            (`ClassActivationMap`: the forward pass alone, no backward pass;
+            tops of the form `dense(pool(relu(conv(grid))))` only). Training
+            selects by it too (not differentiated).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -96,6 +104,7 @@ class DynamicCapacityNetwork(keras.Model):
         gather="index",
         top_pass="incremental",
         exit_threshold=None,
+        saliency="entropy_gradient",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -134,6 +143,9 @@ class DynamicCapacityNetwork(keras.Model):
             raise ValueError(f"`gather` must be one of {METHODS}; got {gather!r}.")
         if top_pass not in TOP_PASSES:
             raise ValueError(f"`top_pass` must be one of {TOP_PASSES}; got {top_pass!r}.")
+        if saliency not in SALIENCIES:
+            raise ValueError(f"saliency={saliency!r} is not valid; choose one of: {', '.join(SALIENCIES)}.")
+        self.class_activation_map = ClassActivationMap(top) if saliency == "cam" else None
         if exit_threshold is not None and (
                 isinstance(exit_threshold, bool) or not isinstance(exit_threshold, (int, float))
                 or not 0 < exit_threshold <= 1):
@@ -147,6 +159,7 @@ class DynamicCapacityNetwork(keras.Model):
         self.gather = gather
         self.top_pass = top_pass
         self.exit_threshold = None if exit_threshold is None else float(exit_threshold)
+        self.saliency = saliency
         self.incremental_top = IncrementalTop.split(top) if top_pass == "incremental" else None
 
         # The model's own policy, not the global one at construction: a DCN
@@ -224,7 +237,14 @@ class DynamicCapacityNetwork(keras.Model):
         grid = self.coarse(images, training=training)
         # Training takes the full pass: its gradients are those of the paper's model as written.
         incremental = None if training else self.incremental_top
-        if incremental is None:
+        if self.class_activation_map is not None:
+            scored = self.class_activation_map(grid)
+            if incremental is None:  # The full refined pass does not use them.
+                scored.pop("pre_activation")
+            if training:  # Selection is not differentiated; the coarse loss is.
+                scored = {"logits": self.top(grid, training=True),
+                          "saliency": tf.stop_gradient(scored["saliency"])}
+        elif incremental is None:
             scored = self.saliency_layer(grid, top=self.top, training=training)
         else:
             scored = incremental.coarse_pass(grid)
@@ -407,7 +427,7 @@ class DynamicCapacityNetwork(keras.Model):
             image_shape=self.image_shape, num_patches=self.num_patches, hint_weight=self.hint_weight,
             coarse_weight=self.coarse_weight, patch_size=self.patch_size,
             patch_offset=self.patch_offset, gather=self.gather, top_pass=self.top_pass,
-            exit_threshold=self.exit_threshold, dtype=self.dtype_policy)
+            exit_threshold=self.exit_threshold, saliency=self.saliency, dtype=self.dtype_policy)
         unknown = sorted(set(changes) - set(settings))
         if unknown:
             raise ValueError(f"with_settings() cannot change {unknown}; it changes: {sorted(settings)}.")
@@ -440,6 +460,7 @@ class DynamicCapacityNetwork(keras.Model):
             gather=self.gather,
             top_pass=self.top_pass,
             exit_threshold=self.exit_threshold,
+            saliency=self.saliency,
         )
         return config
 

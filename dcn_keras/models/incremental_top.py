@@ -50,7 +50,7 @@ class IncrementalTop:
     """
 
     def __init__(self, top):
-        conv = _first_convolution(top)
+        conv = first_convolution(top)
         if conv is None:
             raise ValueError(
                 f"Top network {getattr(top, 'name', top)!r} does not start with a valid, "
@@ -68,7 +68,7 @@ class IncrementalTop:
     @classmethod
     def split(cls, top):
         """An `IncrementalTop` of `top`, or None where `top` does not apply."""
-        return cls(top) if _first_convolution(top) is not None else None
+        return cls(top) if first_convolution(top) is not None else None
 
     def _kernel(self, dtype):
         return tf.cast(self.conv.kernel, dtype)
@@ -131,7 +131,7 @@ class IncrementalTop:
         return logits, at_peak * share[:, None, None, :]
 
 
-def _sole_user(top, tensor):
+def sole_user(top, tensor):
     # The one layer of `top` taking `tensor`, or None (several, or a layer
     # called more than once: not a plain chain).
     users = []
@@ -154,18 +154,18 @@ def _max_pool_after(top, conv):
         return None
     if any(t is conv.output for t in tf.nest.flatten(top.outputs)):
         return None
-    pool = _sole_user(top, conv.output)
+    pool = sole_user(top, conv.output)
     if isinstance(pool, keras.layers.GlobalMaxPooling2D) and pool.data_format == "channels_last":
         return pool
     return None
 
 
-def _first_convolution(top):
+def first_convolution(top):
     # The Conv2D that alone takes a functional top's input, if it qualifies.
     inputs = getattr(top, "inputs", None)
     if not isinstance(top, keras.Model) or not inputs or len(inputs) != 1:
         return None
-    conv = _sole_user(top, inputs[0])
+    conv = sole_user(top, inputs[0])
     if not (
         isinstance(conv, keras.layers.Conv2D)
         and conv.data_format == "channels_last"

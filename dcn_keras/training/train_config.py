@@ -8,6 +8,7 @@ from dcn_keras.datasets import DATASETS
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
 from dcn_keras.layers.patch_gather import METHODS
+from dcn_keras.models.dynamic_capacity_network import SALIENCIES
 from dcn_keras.models.loading import DTYPE_POLICIES
 
 MODELS = ("dcn", "fine", "coarse")
@@ -52,6 +53,9 @@ class TrainConfig:
         hint_weight: float or None, the hint term's weight (None: preset's).
         coarse_weight: float or None, the coarse loss weight (None: preset's).
         gather: str, `"index"` or `"extract_patches"`.
+        saliency: str or None, how the DCN scores cells: `"entropy_gradient"`
+            (the paper's) or `"cam"` (class activation map); None: the
+            preset's (the entropy gradient).
         model_dir: str, where config, logs, checkpoints and model go.
         export_dir: str or None, where the SavedModel goes (None:
             `<model_dir>/export/1`, TF Serving's versioned layout).
@@ -91,6 +95,7 @@ class TrainConfig:
     hint_weight: Optional[float] = None
     coarse_weight: Optional[float] = None
     gather: str = "index"
+    saliency: Optional[str] = None
     model_dir: str = "runs/dcn"
     export_dir: Optional[str] = None
     data_dir: Optional[str] = None
@@ -111,6 +116,8 @@ class TrainConfig:
         if self.preset is not None:
             _check_choice("preset", self.preset, sorted(presets.PRESETS))
         _check_choice("gather", self.gather, METHODS)
+        if self.saliency is not None:
+            _check_choice("saliency", self.saliency, SALIENCIES)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("digits", self.digits, DIGIT_SOURCES)
         check_mnist_dir(self.digits, self.mnist_dir)

@@ -96,7 +96,7 @@ def dcn_for(config, image_shape, preset):
     """The (uncompiled) DCN `config` describes: its preset with its overrides."""
     overrides = {
         name: getattr(config, name)
-        for name in ("num_patches", "hint_weight", "coarse_weight")
+        for name in ("num_patches", "hint_weight", "coarse_weight", "saliency")
         if getattr(config, name) is not None
     }
     return DynamicCapacityNetwork.from_preset(

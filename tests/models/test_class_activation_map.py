@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcn_keras import presets
+from dcn_keras.backend import keras
+from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.models.class_activation_map import ClassActivationMap
+from tests.helpers import preset_model
+from tests.helpers import random_images
+from tests.helpers import traced_ops
+
+
+def _numpy_cam(model, images):
+    """The CAM saliency from the layers' weights, in NumPy, independently of the model's code."""
+    grid = model.coarse(images).numpy()
+    kernel, bias = (w.numpy() for w in model.top.get_layer("top_conv").weights)
+    dense = model.top.get_layer("logits").get_weights()[0]  # [F, C]
+    batch, rows, cols, _ = grid.shape
+    kh, kw, _, filters = kernel.shape
+    out_rows, out_cols = (rows - kh) // 2 + 1, (cols - kw) // 2 + 1
+    activation = np.zeros((batch, out_rows, out_cols, filters))
+    for q in range(out_rows):
+        for r in range(out_cols):
+            window = grid[:, 2 * q:2 * q + kh, 2 * r:2 * r + kw, :]
+            activation[:, q, r] = np.einsum("bhwc,hwcf->bf", window, kernel) + bias
+    activation = np.maximum(activation, 0)
+    logits = activation.max(axis=(1, 2)) @ dense + model.top.get_layer("logits").get_weights()[1]
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    scores = np.maximum(np.einsum("bqrf,fc,bc->bqr", activation, dense, p), 0)
+    saliency = np.zeros((batch, rows, cols))
+    for q in range(out_rows):
+        for r in range(out_cols):
+            saliency[:, 2 * q:2 * q + kh, 2 * r:2 * r + kw] += scores[:, q, r, None, None]
+    return saliency, p
+
+
+@pytest.mark.parametrize("top_pass", ["incremental", "full"])
+def test_cam_saliency_is_the_numpy_class_activation_map_and_picks_its_top_k(top_pass):
+    model = preset_model(saliency="cam", top_pass=top_pass)
+    images = random_images(3, seed=2)
+    out = model.predict(images, verbose=0)
+    saliency, p = _numpy_cam(model, images)
+    np.testing.assert_allclose(out["saliency"], saliency, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(out["coarse_probabilities"], p, atol=1e-5)
+    flat = out["saliency"].reshape(3, -1)
+    chosen = np.sort(flat, axis=1)[:, ::-1][:, :8]
+    picked = np.take_along_axis(flat, out["locations"][..., 0] * 23 + out["locations"][..., 1], axis=1)
+    np.testing.assert_array_equal(np.sort(picked, axis=1)[:, ::-1], chosen)
+    # The refined prediction is the DCN's on those cells.
+    same_cells = preset_model(top_pass=top_pass)
+    same_cells.set_weights(model.get_weights())
+    assert model.saliency == "cam" and not np.allclose(out["saliency"], same_cells.predict(images, verbose=0)["saliency"])
+
+
+def _gradient_ops(model):
+    ops = {op.type for op in traced_ops(lambda x: model(x), tf.zeros([2, 100, 100, 1]))}
+    return [op for op in ops if op.endswith("Grad") or "Backprop" in op or op == "BroadcastGradientArgs"]
+
+
+def test_cam_inference_graph_has_no_gradient_op():
+    assert _gradient_ops(preset_model(saliency="cam")) == []
+    assert _gradient_ops(preset_model(saliency="cam", top_pass="full")) == []
+    assert _gradient_ops(preset_model())  # The entropy gradient's graph has them: the check can fail.
+
+
+def test_a_top_without_a_class_activation_map_is_named():
+    with pytest.raises(ValueError, match="needs the pool to feed one Dense layer that gives the top's logits; "
+                                         "'top' has 'top_dense' after 'top_pool'"):
+        DynamicCapacityNetwork.from_preset("svhn", saliency="cam")
+    towers = presets.cluttered_mnist_towers()
+    grid = keras.Input((None, None, 24))
+    h = keras.layers.Conv2D(8, 4, strides=2, activation="tanh", name="c")(grid)
+    top = keras.Model(grid, keras.layers.Dense(10)(keras.layers.GlobalMaxPooling2D()(h)))
+    with pytest.raises(ValueError, match="first convolution to use ReLU; 'c' uses tanh"):
+        ClassActivationMap(top)
+    with pytest.raises(ValueError, match="saliency='gradcam' is not valid; choose one of: entropy_gradient, cam"):
+        DynamicCapacityNetwork(towers["coarse"], towers["fine"], towers["top"], image_shape=(100, 100, 1),
+                               saliency="gradcam")
+
+
+def test_cam_round_trips_and_trains(tmp_path):
+    model = preset_model(saliency="cam")
+    model.save(str(tmp_path / "m.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "m.keras"))
+    assert loaded.saliency == "cam" and model.with_num_patches(4).saliency == "cam"
+    images, labels = random_images(4, seed=3), np.arange(4)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0)["saliency"],
+                               model.predict(images, verbose=0)["saliency"], atol=1e-6)
+    model.compile(optimizer="adam")
+    before = [w.numpy().copy() for w in model.coarse.weights]
+    logs = model.fit(images, labels, batch_size=2, epochs=1, verbose=0).history
+    assert np.isfinite(logs["loss"][0]) and logs["hint_loss"][0] > 0
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, model.coarse.weights))
