@@ -143,28 +143,36 @@ PRESETS = {
 
 
 _WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-# Preset -> its shipped weights: the k=8 DCN of README "Results", trained on
-# the embedded digits only (the model in saved_models/cluttered_mnist_dcn/1).
-PRETRAINED = {"cluttered_mnist": "cluttered_mnist_dcn.weights.h5"}
+# Preset -> its shipped weights by name. "pretrained": the k=8 DCN of
+# docs/results.md trained on the 3,500 embedded training digits only, which
+# anyone can re-make offline (saved_models/cluttered_mnist_dcn/1);
+# "pretrained_full_mnist": the same recipe on MNIST's 50,000 training digits
+# (saved_models/cluttered_mnist_full_dcn/1).
+PRETRAINED = {"cluttered_mnist": {"pretrained": "cluttered_mnist_dcn.weights.h5",
+                                  "pretrained_full_mnist": "cluttered_mnist_full_dcn.weights.h5"}}
 
 
 def weights_path(preset, weights):
     """The file `DynamicCapacityNetwork.from_preset(preset, weights=...)` loads, or None.
 
     Raises:
-        ValueError: `preset` has no pretrained weights, or `weights` is not
-            None, `"pretrained"` or an existing `.weights.h5` file.
+        ValueError: `preset` has no such pretrained weights, or `weights` is
+            not None, one of their names or an existing `.weights.h5` file.
     """
     if weights is None:
         return None
-    if weights == "pretrained":
-        if preset not in PRETRAINED:
-            raise ValueError(f"Preset {preset!r} has no pretrained weights; presets with weights: "
-                             f"{sorted(PRETRAINED)}. Use weights=None for random weights.")
-        return os.path.join(_WEIGHTS_DIR, PRETRAINED[preset])
+    shipped = PRETRAINED.get(preset, {})
+    if isinstance(weights, str) and weights.startswith("pretrained"):
+        if weights not in shipped:
+            with_weights = sorted(p for p in PRETRAINED if weights in PRETRAINED[p])
+            raise ValueError(f"Preset {preset!r} has no {weights!r} weights; its shipped weights: "
+                             f"{sorted(shipped) or 'none'}; presets with {weights!r}: {with_weights or 'none'}. "
+                             "Use weights=None for random weights.")
+        return os.path.join(_WEIGHTS_DIR, shipped[weights])
     if isinstance(weights, str) and weights.endswith(".weights.h5"):
         if not os.path.isfile(weights):
             raise ValueError(f"weights={weights!r}: no such file.")
         return weights
-    raise ValueError(f"weights={weights!r} is not valid; use None (random), 'pretrained' "
+    raise ValueError(f"weights={weights!r} is not valid; use None (random), a shipped name "
+                     f"({', '.join(sorted({n for names in PRETRAINED.values() for n in names}))}) "
                      "or the path of a .weights.h5 file.")

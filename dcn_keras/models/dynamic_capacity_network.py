@@ -185,9 +185,11 @@ class DynamicCapacityNetwork(keras.Model):
 
         Args:
             name: str, a key of `presets.PRESETS`.
-            weights: None (default: random initial weights), `"pretrained"`
-                (the weights shipped with the package for this preset, see
-                `presets.PRETRAINED`), or the path of a `.weights.h5` file.
+            weights: None (default: random initial weights), the name of
+                weights shipped with the package for this preset
+                (`presets.PRETRAINED`: `"pretrained"`, trained on the
+                embedded digits, or `"pretrained_full_mnist"`, on MNIST's
+                50,000 training digits), or the path of a `.weights.h5` file.
             **overrides: `DynamicCapacityNetwork` arguments replacing the
                 preset's (e.g. `num_patches=16`).
 

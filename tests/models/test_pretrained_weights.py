@@ -8,14 +8,16 @@ import dcn_keras
 from dcn_keras.datasets import cluttered_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHIPPED = os.path.join(ROOT, "saved_models", "cluttered_mnist_dcn", "1")
 
 
-def test_pretrained_weights_predict_as_the_shipped_saved_model():
-    model = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist", weights="pretrained")
+@pytest.mark.parametrize("weights, saved_model", [("pretrained", "cluttered_mnist_dcn"),
+                                                   ("pretrained_full_mnist", "cluttered_mnist_full_dcn")])
+def test_pretrained_weights_predict_as_the_shipped_saved_model(weights, saved_model):
+    shipped = os.path.join(ROOT, "saved_models", saved_model, "1")
+    model = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist", weights=weights)
     canvases = cluttered_mnist.split_canvases("test", "embedded")[0][:128]
     images = canvases.astype(np.float32) / 255.0
-    served = tf.saved_model.load(SHIPPED).signatures["serving_default"](images=tf.constant(images))
+    served = tf.saved_model.load(shipped).signatures["serving_default"](images=tf.constant(images))
     out = model.predict(images, verbose=0)
     np.testing.assert_array_equal(out["probabilities"].argmax(-1), served["classes"].numpy())
     np.testing.assert_allclose(out["probabilities"], served["probabilities"], atol=1e-6)
@@ -26,9 +28,9 @@ def test_pretrained_weights_predict_as_the_shipped_saved_model():
     assert not np.allclose(fresh.predict(images[:4], verbose=0)["probabilities"], out["probabilities"][:4])
 
 
-def test_pretrained_weights_file_is_small():
-    path = dcn_keras.presets.weights_path("cluttered_mnist", "pretrained")
-    assert os.path.getsize(path) < 2**20
+def test_pretrained_weights_files_are_small():
+    for name in ("pretrained", "pretrained_full_mnist"):
+        assert os.path.getsize(dcn_keras.presets.weights_path("cluttered_mnist", name)) < 2**20
 
 
 def test_weights_from_a_file_and_overrides(tmp_path):
@@ -42,7 +44,10 @@ def test_weights_from_a_file_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("weights, message", [
-    ("imagenet", "weights='imagenet' is not valid; use None \\(random\\), 'pretrained' or the path"),
+    ("imagenet", "weights='imagenet' is not valid; use None \\(random\\), a shipped name \\(pretrained, "
+                 "pretrained_full_mnist\\) or the path"),
+    ("pretrained_imagenet", "Preset 'cluttered_mnist' has no 'pretrained_imagenet' weights; its shipped weights: "
+                            "\\['pretrained', 'pretrained_full_mnist'\\]"),
     ("missing.weights.h5", "weights='missing.weights.h5': no such file"),
     (3, "weights=3 is not valid"),
 ])
@@ -52,6 +57,6 @@ def test_bad_weights_are_named(weights, message):
 
 
 def test_a_preset_without_pretrained_weights_says_which_have_them():
-    with pytest.raises(ValueError, match="Preset 'svhn' has no pretrained weights; presets with weights: "
-                                         "\\['cluttered_mnist'\\]"):
+    with pytest.raises(ValueError, match="Preset 'svhn' has no 'pretrained' weights; its shipped weights: none; "
+                                         "presets with 'pretrained': \\['cluttered_mnist'\\]"):
         dcn_keras.DynamicCapacityNetwork.from_preset("svhn", weights="pretrained")

@@ -2,6 +2,7 @@ import collections
 import os
 import re
 
+import pytest
 import tensorflow as tf
 
 from dcn_keras.evaluation import evaluate_saved_model
@@ -30,23 +31,28 @@ def test_shipped_model_has_the_test_error_the_readme_states():
     assert abs(100 * result["error"] - float(stated.group(1))) < 0.05
 
 
-def test_shipped_model_is_small_and_in_serving_layout():
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(SHIPPED) for f in files)
+SHIPPED_MODELS = [SHIPPED, os.path.join(ROOT, "saved_models", "cluttered_mnist_full_dcn", "1")]
+
+
+@pytest.mark.parametrize("path", SHIPPED_MODELS)
+def test_shipped_model_is_small_and_in_serving_layout(path):
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
     assert size < 5 * 2**20
-    signatures = tf.saved_model.load(SHIPPED).signatures
+    signatures = tf.saved_model.load(path).signatures
     assert {"serving_default", "serving_bytes", "serving_xla"} <= set(signatures)
 
 
-def test_shipped_model_holds_the_graph_this_code_exports(tmp_path):
+def test_shipped_models_hold_the_graph_this_code_exports(tmp_path):
     # A graph change (a faster inference pass, say) must reach the shipped
-    # model too: same op types, same counts, as a fresh export of the preset.
+    # models too: same op types, same counts, as a fresh export of the preset.
     fresh = export_model(preset_model(), str(tmp_path / "dcn" / "1"))
     ops = collections.Counter(node.op for node in saved_model_nodes(fresh))
-    shipped = collections.Counter(node.op for node in saved_model_nodes(SHIPPED))
-    assert shipped == ops, (
-        "saved_models/cluttered_mnist_dcn/1 is stale: re-export it with the README's command "
-        f"(ops only in the fresh export: {dict(ops - shipped)}; only in the shipped one: "
-        f"{dict(shipped - ops)})")
+    for path in SHIPPED_MODELS:
+        shipped = collections.Counter(node.op for node in saved_model_nodes(path))
+        assert shipped == ops, (
+            f"{os.path.relpath(path, ROOT)} is stale: re-export it with the README's command "
+            f"(ops only in the fresh export: {dict(ops - shipped)}; only in the shipped one: "
+            f"{dict(shipped - ops)})")
 
 
 def test_shipped_litert_file_scores_as_the_saved_model():
