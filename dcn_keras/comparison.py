@@ -7,13 +7,13 @@ import os
 import numpy as np
 
 from dcn_keras import benchmark
-from dcn_keras import pictures
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import load_dataset
 from dcn_keras.evaluation import correct_predictions
 from dcn_keras.evaluation import paired_counts
+from dcn_keras.evaluation import save_picture
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.macs import model_macs
 from dcn_keras.timing import median_seconds
@@ -100,12 +100,6 @@ def _finished(config):
     return results if same and exists else None
 
 
-def save_saliency_picture(model, images, labels, path):
-    """A PNG: each test image with its k patches boxed, beside its saliency (`pictures.save`)."""
-    out = model.predict(images, verbose=0)
-    return pictures.save(images, out, path, labels=[pictures.label_text(y) for y in labels])
-
-
 def _paired_test(rows, right, canvases_per_digit):
     """Each row's error on the larger test set, and its paired counts against the fine model's."""
     for name, r in right.items():
@@ -168,9 +162,8 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
         if test_examples_per_digit is not None:
             right[name] = correct_predictions(model, paired_data)
         if picture and name == "dcn":
-            test, _ = load_dataset(config.dataset, "test", **dataset_options(config, training=False))
-            shown = list(test.take(6).as_numpy_iterator())
-            save_saliency_picture(model, np.stack([x for x, _ in shown]), [y for _, y in shown], picture)
+            save_picture(picture, os.path.join(config.model_dir, "model.keras"), config.dataset, "test",
+                         **dataset_options(config, training=False))
         write_json_atomically(os.path.join(out_dir, "comparison.json"),
                               {"config": base.to_dict(), "rows": rows})
     if right:
