@@ -23,7 +23,8 @@ from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import replace_directory
 
 
-def _image_shape(model):
+def image_shape(model):
+    """The `(H, W, C)` a DCN or a baseline takes."""
     shape = getattr(model, "image_shape", None)
     return tuple(shape) if shape is not None else tuple(model.inputs[0].shape[1:])
 
@@ -99,22 +100,22 @@ def export_model(model, path, xla=True):
     `path` is written beside itself first and renamed into place, so TF
     Serving never sees a half-written version directory.
     """
-    image_shape = _image_shape(model)
+    shape = image_shape(model)
 
     def serve(images):
-        return flat_outputs(model, checked_images(images, image_shape))
+        return flat_outputs(model, checked_images(images, shape))
 
     def serve_bytes(image_bytes):
         with tf.control_dependencies([_assert_nonempty(tf.size(image_bytes))]):
             image_bytes = tf.identity(image_bytes)
-        return flat_outputs(model, decode_images(image_bytes, image_shape))
+        return flat_outputs(model, decode_images(image_bytes, shape))
 
     compiled = tf.function(lambda images: flat_outputs(model, images), jit_compile=True)
 
     def serve_xla(images):
         # The checks stay outside the XLA cluster, where XLA would drop the
         # asserts and report a bad shape as a failed tf2xla conversion.
-        return compiled(checked_images(images, image_shape))
+        return compiled(checked_images(images, shape))
 
     def build(tmp):
         archive = keras.export.ExportArchive()

@@ -22,6 +22,7 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.serving.export import flat_outputs
+from dcn_keras.serving.export import image_shape
 
 
 @tf.custom_gradient
@@ -59,11 +60,6 @@ def _all_layers(model):
     return list(seen.values())
 
 
-def _image_shape(model):
-    shape = getattr(model, "image_shape", None)
-    return tuple(shape) if shape is not None else tuple(model.inputs[0].shape[1:])
-
-
 def litert_bytes(model, batch_size=1):
     """The `.tflite` flatbuffer of `model`'s inference at `batch_size`, builtin ops only.
 
@@ -75,7 +71,7 @@ def litert_bytes(model, batch_size=1):
         raise ValueError(f"batch_size={batch_size!r} is not valid; it must be an integer >= 1.")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec([batch_size, *_image_shape(model)], tf.float32, name="images")
+    spec = tf.TensorSpec([batch_size, *image_shape(model)], tf.float32, name="images")
     with _select_relu_gradients(model):
         traced = tf.function(lambda images: flat_outputs(model, images)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(traced)
@@ -169,12 +165,12 @@ def litert_predict(path, images, num_threads=None):
         raise FileNotFoundError(f"{path}: no such .tflite file.")
     runner = interpreter(path, num_threads).get_signature_runner("serving_default")
     (spec,) = runner.get_input_details().values()
-    batch, *image_shape = [int(d) for d in spec["shape"]]
-    expected = f"float32 images of shape [batch, {', '.join(map(str, image_shape))}] in [0, 1]"
+    batch, *file_shape = [int(d) for d in spec["shape"]]
+    expected = f"float32 images of shape [batch, {', '.join(map(str, file_shape))}] in [0, 1]"
     images = np.asarray(images)
     if images.dtype.kind != "f":
         raise ValueError(f"Expected {expected}; got dtype {images.dtype}.")
-    if images.ndim != 4 or list(images.shape[1:]) != image_shape:
+    if images.ndim != 4 or list(images.shape[1:]) != file_shape:
         raise ValueError(f"Expected {expected}; got shape {list(images.shape)}.")
     if len(images) == 0:
         raise ValueError("Expected at least one image; got an empty batch.")
@@ -184,6 +180,6 @@ def litert_predict(path, images, num_threads=None):
     chunks = []
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *image_shape), np.float32)])
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *file_shape), np.float32)])
         chunks.append({k: v[:len(chunk)] for k, v in runner(images=padded).items()})
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
