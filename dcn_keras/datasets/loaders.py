@@ -3,6 +3,8 @@
 
 from dcn_keras.backend import tf
 from dcn_keras.datasets import cluttered_mnist
+from dcn_keras.datasets import mnist_numbers
+from dcn_keras.datasets import number_labels
 from dcn_keras.datasets import svhn_multi_digit
 from dcn_keras.datasets.dataset_info import DatasetInfo
 
@@ -25,6 +27,21 @@ def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto"
     return dataset, info
 
 
+def _mnist_numbers(split, data_dir=None, seed=0, training=False, digits="auto", examples_per_digit=None,
+                   max_digits=number_labels.MAX_DIGITS, mnist_dir=None):
+    images, labels, _, source = mnist_numbers.split_numbers(
+        split, digits, data_dir, seed, examples_per_digit, max_digits=max_digits, mnist_dir=mnist_dir)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).map(
+        # Three equal channels: the svhn preset's input.
+        lambda x, y: (tf.image.grayscale_to_rgb(tf.cast(x, tf.float32) / 255.0), y),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    size = images.shape[1]
+    info = DatasetInfo(
+        name="mnist_numbers", split=split, image_shape=(size, size, 3), num_examples=len(images),
+        preset="svhn", source=f"numbers of 1-{max_digits} {source} MNIST digits ({split} digits)")
+    return dataset, info
+
+
 def _svhn(split, data_dir=None, seed=0, training=False, crop="whole"):
     if crop not in ("whole", "goodfellow"):
         raise ValueError(f"Unknown SVHN crop {crop!r}; expected 'whole' or 'goodfellow'.")
@@ -32,7 +49,7 @@ def _svhn(split, data_dir=None, seed=0, training=False, crop="whole"):
     builder.download_and_prepare()
     dataset = builder.as_dataset(split=_TFDS_SPLITS[split])
     # As Goodfellow et al.: numbers longer than five digits are left out.
-    dataset = dataset.filter(lambda ex: tf.shape(ex["digits"])[0] <= svhn_multi_digit.MAX_DIGITS)
+    dataset = dataset.filter(lambda ex: tf.shape(ex["digits"])[0] <= number_labels.MAX_DIGITS)
     dataset = dataset.enumerate().map(
         lambda i, ex: svhn_multi_digit.preprocess(ex, crop, training, tf.stack([tf.cast(seed, tf.int64), i])),
         num_parallel_calls=tf.data.AUTOTUNE)
@@ -60,6 +77,7 @@ def _svhn_cropped(split, data_dir=None, seed=0, training=False):
 
 DATASETS = {
     "cluttered_mnist": _cluttered_mnist,
+    "mnist_numbers": _mnist_numbers,
     "svhn": _svhn,
     "svhn_cropped": _svhn_cropped,
 }

@@ -7,11 +7,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dcn_keras.backend import tf
+from dcn_keras.datasets.number_labels import labels_from_digits
 from dcn_keras.io_utils import unreachable_reason
 
 URL = "http://ufldl.stanford.edu/housenumbers/"
 ARCHIVES = {"train": "train.tar.gz", "test": "test.tar.gz"}
-MAX_DIGITS = 5
 
 INSTRUCTIONS = (
     "Put SVHN format 1 (http://ufldl.stanford.edu/housenumbers/) in <data_dir>/downloads/manual/: "
@@ -103,16 +103,6 @@ def _local_copy(dl_manager):
         raise FileNotFoundError(
             f"SVHN local copy in {manual} is missing {', '.join(missing)}. " + INSTRUCTIONS)
     return found
-
-
-def labels_from_digits(digits):
-    """Length (1-5) and five digit heads (10 = no digit at that position)."""
-    length = tf.shape(digits)[0]
-    padded = tf.concat([tf.cast(digits, tf.int64), tf.fill([MAX_DIGITS], tf.constant(10, tf.int64))], 0)
-    labels = {"length": tf.cast(length, tf.int64)}
-    for i in range(MAX_DIGITS):
-        labels[f"digit_{i + 1}"] = padded[i]
-    return labels
 
 
 def preprocess(example, crop, training, seed):

@@ -7,11 +7,13 @@ from dcn_keras import presets
 from dcn_keras.datasets import DATASETS
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
+from dcn_keras.datasets.number_labels import check_max_digits
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.models.dynamic_capacity_network import SALIENCIES
 from dcn_keras.models.loading import DTYPE_POLICIES
 
 MODELS = ("dcn", "fine", "coarse")
+MNIST_DATASETS = ("cluttered_mnist", "mnist_numbers")  # Made of MNIST digits: --digits, --mnist_dir.
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -67,8 +69,11 @@ class TrainConfig:
         mnist_dir: str or None, a directory of the standard MNIST IDX files
             (`train-images-idx3-ubyte[.gz]`, ...): cluttered MNIST's digits
             come from there (50,000 / 10,000 / 10,000). Defaults to None.
-        examples_per_digit: int, cluttered canvases made per training digit
-            (fresh clutter and placement for each). Defaults to 4.
+        examples_per_digit: int, cluttered canvases (or, for
+            `mnist_numbers`, numbers) made per training digit, fresh clutter
+            and placement for each. Defaults to 4.
+        max_digits: int, `mnist_numbers`' longest number, 1 to 5 (lengths
+            are uniform over 1..max_digits). Defaults to 5.
         svhn_crop: str, SVHN preprocessing: `"whole"` image or Goodfellow's
             `"goodfellow"` crop.
         verbose: str or int, Keras progress output: `"auto"` (default: a
@@ -104,6 +109,7 @@ class TrainConfig:
     digits: str = "auto"
     mnist_dir: Optional[str] = None
     examples_per_digit: int = 4
+    max_digits: int = 5
     svhn_crop: str = "whole"
     verbose: object = "auto"
     init_from: Optional[str] = None
@@ -121,9 +127,10 @@ class TrainConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("digits", self.digits, DIGIT_SOURCES)
         check_mnist_dir(self.digits, self.mnist_dir)
-        if self.mnist_dir and self.dataset != "cluttered_mnist":
-            raise ValueError(f"--mnist_dir={self.mnist_dir} applies to cluttered_mnist only, "
+        if self.mnist_dir and self.dataset not in MNIST_DATASETS:
+            raise ValueError(f"--mnist_dir={self.mnist_dir} applies to {' and '.join(MNIST_DATASETS)} only, "
                              f"not --dataset={self.dataset}.")
+        check_max_digits(self.max_digits)
         _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
         _check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
         if self.verbose not in ("auto", 0, 1, 2) or isinstance(self.verbose, bool):

@@ -139,7 +139,7 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, svhn, svhn_cropped"),
+        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, mnist_numbers, svhn, svhn_cropped"),
         (dict(batch_size=0), "--batch_size=0.*>= 1"),
         (dict(batch_size=-4), "--batch_size=-4"),
         (dict(learning_rate=0.0), "--learning_rate=0.0.*> 0"),
@@ -260,3 +260,30 @@ def test_a_missing_init_from_fails_before_the_data_is_loaded(tmp_path):
     with pytest.raises(FileNotFoundError, match="none.keras: no such file"):
         train_and_export(_config(tmp_path, init_from=str(tmp_path / "none.keras")), print_fn=lines.append)
     assert lines == []  # The data line comes first once loading has begun.
+
+
+def test_a_multi_digit_baseline_sums_the_heads_losses_and_is_scored_on_the_whole_number():
+    from dcn_keras.datasets import cluttered_mnist
+    from dcn_keras.datasets.mnist_numbers import make_numbers
+    from dcn_keras.datasets.number_labels import HEADS
+    from dcn_keras.training import trainer
+
+    config = TrainConfig(dataset="mnist_numbers", model="coarse")
+    keras.utils.set_random_seed(0)
+    model = trainer.build_model(config, (64, 64, 3), "svhn")
+    digits, labels = cluttered_mnist.embedded_digits("validation")
+    images, _, _ = make_numbers(digits, labels, 12, seed=0)
+    x = np.repeat(images.astype("float32") / 255.0, 3, -1)
+    # Labels the model's own answers for the first 8 numbers, so the whole
+    # number is right for exactly those; one head off for the last 4.
+    answers = {h: np.argmax(v, -1) for h, v in model(x).items()}
+    heads = {h: answers[h].copy() for h in HEADS}
+    heads["digit_3"][8:] = (heads["digit_3"][8:] + 1) % 11
+    data = tf.data.Dataset.from_tensor_slices((x, heads)).batch(5)
+    assert trainer._errors(model, data, config) == {"test_error": pytest.approx(4 / 12)}
+    logs = model.evaluate(x, heads, batch_size=12, return_dict=True, verbose=0)
+    logits = model(x)
+    summed = sum(float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(heads[h], logits[h])))
+                 for h in HEADS)
+    assert logs["loss"] == pytest.approx(summed, rel=1e-4)
+    assert logs["digit_3_accuracy"] == pytest.approx(8 / 12) and logs["length_accuracy"] == 1.0
