@@ -11,13 +11,15 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import load_dataset
-from dcn_keras.evaluation import correct_predictions
+from dcn_keras.evaluation import error_by_key
+from dcn_keras.evaluation import outcomes
 from dcn_keras.evaluation import paired_counts
 from dcn_keras.evaluation import save_picture
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.macs import model_macs
 from dcn_keras.timing import median_seconds
 from dcn_keras.training import dataset_options
+from dcn_keras.training.train_config import MNIST_DATASETS
 from dcn_keras.training import dcn_for
 from dcn_keras.workflows import train_and_export
 
@@ -100,7 +102,7 @@ def _finished(config):
     return results if same and exists else None
 
 
-def _paired_test(rows, right, canvases_per_digit):
+def _paired_test(rows, right, canvases_per_digit):  # None: the test split's own count.
     """Each row's error on the larger test set, and its paired counts against the fine model's."""
     for name, r in right.items():
         rows[name]["paired_test"] = dict(canvases_per_digit=canvases_per_digit,
@@ -120,25 +122,29 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
     config is not trained again: its results are read back (inference speed
     and, for DCNs, `selection_quality` are measured again).
 
-    With `test_examples_per_digit` (cluttered MNIST), every run is also
-    scored on that many test canvases per test digit, the same canvases for
-    all: one canvas per digit leaves a standard error of about half a point
-    at 2% error. Each run's row then also holds the examples only the fine
-    model or only it gets right, with an exact McNemar p-value
-    (`evaluation.exact_mcnemar_p`).
+    With `test_examples_per_digit` (cluttered MNIST, MNIST numbers), every
+    run is also scored on that many test canvases (numbers) per test digit,
+    the same for all: one canvas per digit leaves a standard error of about
+    half a point at 2% error. Each run's row then also holds the examples
+    only the fine model or only it gets right, with an exact McNemar
+    p-value (`evaluation.exact_mcnemar_p`). MNIST numbers are always scored
+    so (on the test split's numbers by default), with their whole-number
+    error by length (`error_by_length`).
     """
     unknown = [r for r in runs if r not in RUNS]
     if unknown:
         raise ValueError(f"Unknown runs {unknown}; choose from: {', '.join(RUNS)}.")
-    if test_examples_per_digit is not None:
-        if base.dataset != "cluttered_mnist":
-            raise ValueError(f"test_examples_per_digit={test_examples_per_digit} applies to "
-                             f"cluttered_mnist only, not {base.dataset!r}.")
-        cluttered_mnist.check_examples_per_digit(test_examples_per_digit, "test_examples_per_digit")
-        # Every run is scored on the same canvases: made once here.
-        paired_data, _ = load_dataset(
-            base.dataset, "test", **dict(dataset_options(base, training=False),
-                                         examples_per_digit=test_examples_per_digit))
+    paired = test_examples_per_digit is not None or base.dataset == "mnist_numbers"
+    if paired:
+        options = dataset_options(base, training=False)
+        if test_examples_per_digit is not None:
+            if base.dataset not in MNIST_DATASETS:
+                raise ValueError(f"test_examples_per_digit={test_examples_per_digit} applies to "
+                                 f"{' and '.join(MNIST_DATASETS)} only, not {base.dataset!r}.")
+            cluttered_mnist.check_examples_per_digit(test_examples_per_digit, "test_examples_per_digit")
+            options["examples_per_digit"] = test_examples_per_digit
+        # Every run is scored on the same examples: made once here.
+        paired_data, _ = load_dataset(base.dataset, "test", **options)
     rows, right = {}, {}
     for name in runs:
         config = dataclasses.replace(base, model_dir=os.path.join(out_dir, name), **RUNS[name])
@@ -159,8 +165,10 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
         )
         if config.model == "dcn" and config.dataset == "cluttered_mnist":
             rows[name].update(selection_quality(model, config))
-        if test_examples_per_digit is not None:
-            right[name] = correct_predictions(model, paired_data)
+        if paired:
+            right[name], keys = outcomes(model, paired_data)
+            if isinstance(paired_data.element_spec[1], dict):  # Numbers: by length.
+                rows[name]["error_by_length"] = error_by_key(right[name], keys)
         if picture and name == "dcn":
             save_picture(picture, os.path.join(config.model_dir, "model.keras"), config.dataset, "test",
                          **dataset_options(config, training=False))
@@ -180,12 +188,17 @@ def _p(value):
 def format_markdown(rows):
     """The comparison as a Markdown table."""
     paired = [r["paired_test"] for r in rows.values() if "paired_test" in r]
+    by_length = any("error_by_length" in r for r in rows.values())
     extra_head = extra_rule = ""
     if paired:
         n = paired[0]["canvases_per_digit"]
-        extra_head = (f" test error % ({n} canvases/digit) | vs fine: only fine right / "
+        examples = (f"{n} per digit, " if n else "") + f"{paired[0]['examples']:,} images"
+        extra_head = (f" test error % ({examples}) | vs fine: only fine right / "
                       "only this right (p) |")
         extra_rule = "---|---|"
+    if by_length:
+        extra_head += " whole-number error % by length 1 / 2 / 3 / 4 / 5 |"
+        extra_rule += "---|"
     lines = ["| model | k | hint weight | test error % | coarse-head error % | MMAC/image | "
              "images/s (b64) | training time (s) | patches on digit % | digit ink covered % |"
              + extra_head,
@@ -206,5 +219,8 @@ def format_markdown(rows):
             versus = (f"{t['only_fine_right']} / {t['only_this_right']} ({_p(t['p_value'])})"
                       if "p_value" in t else "-")
             line += f" {percent(t, 'error')} | {versus} |"
+        if by_length:
+            errors = r.get("error_by_length", {})
+            line += " " + " / ".join(f"{100 * errors[k]:.1f}" for k in sorted(errors)) + " |"
         lines.append(line)
     return "\n".join(lines)

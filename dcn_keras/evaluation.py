@@ -42,7 +42,7 @@ def _keras_predictor(model, unrefined="coarse"):
         out = model(images, training=False)
         if isinstance(out, dict) and "probabilities" in out:
             return out["probabilities"]
-        return tf.nn.softmax(out)  # A baseline returns logits.
+        return probabilities(out)  # A baseline returns logits (a dict of them for several heads).
     return predict
 
 
@@ -83,7 +83,11 @@ def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None, sa
 
 
 def _outcomes(predict, data, batch_size):
-    """Per-example `(right, key)`: key is the label, or the number's length for SVHN."""
+    """Per-example `(right, key)`: key is the label, or the number's length for multi-digit models.
+
+    A multi-digit example is right when every head is: the length and all
+    five digit heads, "no digit" past the end included (the whole number).
+    """
     right_parts, keys = [], []
     for images, labels in data.batch(batch_size):
         probabilities = predict(images)
@@ -109,15 +113,23 @@ def correct_predictions(model, data, batch_size=64):
     Returns:
         A bool array, one entry per example.
     """
-    return _outcomes(_keras_predictor(model), data, batch_size)[0]
+    return outcomes(model, data, batch_size)[0]
+
+
+def outcomes(model, data, batch_size=64):
+    """`(right, keys)` of a loaded model on `data`: `correct_predictions` and each example's
+    label (or, for multi-digit labels, the number's length), for `error_by_key`."""
+    return _outcomes(_keras_predictor(model), data, batch_size)
 
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
                          unrefined="coarse", dtype_policy=None, saliency=None, **dataset_options):
-    """Returns `{"error", "examples", "per_class_error", "source"}` for a saved model.
+    """Returns `{"error", "examples", "per_class_error", "whole_number", "source"}` for a saved model.
 
-    Multi-head models (SVHN) count an example as right only when every head
-    is; `per_class_error` is then keyed by the number's length. With
+    Multi-head models (`svhn`, `mnist_numbers`) count an example as right
+    only when every head is (`whole_number` is then True: the error is the
+    whole-number error); `per_class_error` is then keyed by the number's
+    length. With
     `num_patches`, a `.keras` DCN is run refining that many cells instead of
     the `k` it was trained with; with `unrefined="blank"`, its unrefined
     cells are blank (`blank_filled_logits`); with `dtype_policy`, a `.keras`
@@ -128,9 +140,13 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     data, info = load_dataset(dataset, split, **dataset_options)
     right, keys = _outcomes(predict, data, batch_size)
     wrong = ~right
-    per_class = {int(k): float(wrong[keys == k].mean()) for k in np.unique(keys)}
-    return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": per_class,
-            "source": info.source}
+    return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": error_by_key(right, keys),
+            "whole_number": isinstance(data.element_spec[1], dict), "source": info.source}
+
+
+def error_by_key(right, keys):
+    """`{key: error}` of the examples with each key (a class, or a number's length)."""
+    return {int(k): float(1 - right[keys == k].mean()) for k in np.unique(keys)}
 
 
 def exact_mcnemar_p(only_a_right, only_b_right):

@@ -114,7 +114,9 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
     Each record is a dict: `file`, `class` (the answer: a class index, or
     the number a multi-digit model reads, as a string), `probability` (its
     confidence; for several heads the product of their top probabilities),
-    `coarse_class`, `coarse_probability`, `patch_boxes` and `locations`.
+    `coarse_class`, `coarse_probability`, `patch_boxes` and `locations`;
+    a multi-digit model's also has `number` and `number_confidence` (the
+    serving signature's, e.g. `"4071"`) and `heads`, each head's class.
     `images` and `outputs` are the resized inputs and the model's raw flat
     outputs, for `pictures.save`. Images of another size than the model's
     are resized (bilinear, as the `serving_bytes` signature does), with a
@@ -136,10 +138,16 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
     for n, path in enumerate(files):
         answer, confidence = pictures.describe(_heads(outputs, "probabilities", n))
         coarse, coarse_confidence = pictures.describe(_heads(outputs, "coarse_probabilities", n))
-        records.append({"file": path, "class": answer, "probability": round(confidence, 6),
-                        "coarse_class": coarse, "coarse_probability": round(coarse_confidence, 6),
-                        "patch_boxes": outputs["patch_boxes"][n].tolist(),
-                        "locations": outputs["locations"][n].tolist()})
+        record = {"file": path, "class": answer, "probability": round(confidence, 6),
+                  "coarse_class": coarse, "coarse_probability": round(coarse_confidence, 6),
+                  "patch_boxes": outputs["patch_boxes"][n].tolist(),
+                  "locations": outputs["locations"][n].tolist()}
+        if "number" in outputs:  # A multi-digit model: the graph's reading, and its heads raw.
+            record.update(number=outputs["number"][n].decode(),
+                          number_confidence=round(float(outputs["number_confidence"][n]), 6),
+                          heads={head: int(np.argmax(p)) for head, p in
+                                 _heads(outputs, "probabilities", n).items()})
+        records.append(record)
     return records, images, outputs
 
 

@@ -109,7 +109,7 @@ def test_paired_test_scores_every_run_on_the_same_larger_test_set(tmp_path):
     saved = json.load(open(tmp_path / "comparison.json"))
     assert saved["rows"]["dcn"]["paired_test"]["only_fine_right"] == dcn["only_fine_right"]
     table = comparison.format_markdown(rows).splitlines()
-    assert "test error % (2 canvases/digit)" in table[0]
+    assert "test error % (2 per digit, 2,000 images)" in table[0]
     assert table[0].count("|") == table[2].count("|") == table[3].count("|") == 13
     assert table[2].endswith(f"| {100 * fine['error']:.2f} | - |")
     p = "<0.001" if dcn["p_value"] < 0.001 else f"{dcn['p_value']:.3f}"
@@ -120,10 +120,24 @@ def test_paired_test_scores_every_run_on_the_same_larger_test_set(tmp_path):
 
 @pytest.mark.parametrize("bad,dataset,message", [
     (0, "cluttered_mnist", "test_examples_per_digit=0 must be an integer >= 1"),
-    (2, "svhn", "test_examples_per_digit=2 applies to cluttered_mnist only, not 'svhn'"),
+    (2, "svhn", "test_examples_per_digit=2 applies to cluttered_mnist and mnist_numbers only, not 'svhn'"),
 ])
 def test_bad_test_examples_per_digit_fails_before_any_training(tmp_path, bad, dataset, message):
     with pytest.raises(ValueError, match=message):
         comparison.run_comparison(TrainConfig(dataset=dataset), str(tmp_path),
                                   test_examples_per_digit=bad)
     assert not any(tmp_path.iterdir())
+
+
+def test_number_rows_get_a_column_of_whole_number_error_by_length():
+    rows = {name: dict(test_error=error, macs_per_image=1e6, images_per_s_b64=100.0, fit_seconds=1.0,
+                       num_patches=None, hint_weight=None,
+                       paired_test=dict(canvases_per_digit=None, examples=5000, error=error),
+                       error_by_length={1: 0.01, 2: 0.02, 3: error})
+            for name, error in (("fine", 0.25), ("dcn", 0.5))}
+    rows["dcn"]["paired_test"].update(only_fine_right=30, only_this_right=20, p_value=0.2)
+    table = comparison.format_markdown(rows).splitlines()
+    assert "test error % (5,000 images)" in table[0]
+    assert table[0].endswith("| whole-number error % by length 1 / 2 / 3 / 4 / 5 |")
+    assert table[2].endswith("| 25.00 | - | 1.0 / 2.0 / 25.0 |")
+    assert table[3].endswith("| 50.00 | 30 / 20 (0.200) | 1.0 / 2.0 / 50.0 |")

@@ -4,7 +4,10 @@ A DCN export has these signatures:
 - `serving_default`: `images`, float32 `[batch, H, W, C]` in [0, 1] ->
   `probabilities`, `classes`, `coarse_probabilities`, `saliency`,
   `locations` and `patch_boxes` (multi-head models: `probabilities_<head>`,
-  `classes_<head>`, `coarse_probabilities_<head>` for each head).
+  `classes_<head>`, `coarse_probabilities_<head>` for each head, and
+  for multi-digit models `number`, the number read as a string such as
+  `"4071"`, and `number_confidence`, the product of the heads' top
+  probabilities).
 - `serving_bytes`: `image_bytes`, a string vector of encoded PNG/JPEG images
   (REST clients send them as `{"b64": ...}`), decoded, converted to [0, 1]
   and resized to `H x W` in the graph; same outputs.
@@ -19,8 +22,11 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 import os
 
+from dcn_keras.datasets.number_labels import NO_DIGIT
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.io_utils import replace_directory
+from dcn_keras.models.objective import coarse_confidence
+from dcn_keras.models.objective import probabilities
 
 
 def image_shape(model):
@@ -70,27 +76,62 @@ def decode_images(image_bytes, image_shape):
         (height, width, channels), tf.float32))
 
 
-def flat_outputs(model, images):
-    """The model's outputs as one flat dict of tensors."""
+def number_strings(probabilities):
+    """The number a dict of multi-digit head probabilities reads, and its confidence.
+
+    The string holds as many digits as the `length` head's argmax, each the
+    argmax of its `digit_i` head (`"?"` where that head says "no digit"
+    within the number), as `pictures.describe` spells it; the confidence is
+    the product of every head's top probability (`coarse_confidence`), the
+    whole number's.
+
+    Returns:
+        `(number, confidence)`: string `[batch]` and float32 `[batch]`.
+    """
+    count = sum(1 for head in probabilities if head.startswith("digit_"))
+    length = tf.argmax(probabilities["length"], -1, output_type=tf.int32)
+    digits = tf.stack([tf.argmax(probabilities[f"digit_{i}"], -1, output_type=tf.int32)
+                       for i in range(1, count + 1)], -1)
+    text = tf.where(digits == NO_DIGIT, tf.constant("?"), tf.strings.as_string(digits))
+    text = tf.where(tf.sequence_mask(length, count), text, tf.constant(""))
+    return tf.strings.reduce_join(text, axis=-1), coarse_confidence(probabilities)
+
+
+def flat_outputs(model, images, numbers=True):
+    """The model's outputs as one flat dict of tensors.
+
+    A multi-digit model (heads `length`, `digit_1`, ...) also gets `number`
+    (the number read, a string such as `"4071"`) and `number_confidence`
+    (`number_strings`), unless `numbers` is False (LiteRT has no strings).
+    """
     out = model(images, training=False)
-    if not isinstance(out, dict):  # A baseline: logits.
-        probabilities = tf.nn.softmax(tf.cast(out, tf.float32))
-        return {"probabilities": probabilities, "classes": tf.argmax(probabilities, -1)}
+    if not isinstance(out, dict) or "probabilities" not in out:  # A baseline: logits, or a dict of heads'.
+        out = {"probabilities": probabilities(out)}
     flat = {}
     for key in ("probabilities", "coarse_probabilities"):
-        value = out[key]
+        value = out.get(key)
         if isinstance(value, dict):
-            for head, probabilities in value.items():
-                flat[f"{key}_{head}"] = probabilities
+            for head, head_probabilities in value.items():
+                flat[f"{key}_{head}"] = head_probabilities
                 if key == "probabilities":
-                    flat[f"classes_{head}"] = tf.argmax(probabilities, -1)
-        else:
+                    flat[f"classes_{head}"] = tf.argmax(head_probabilities, -1)
+        elif value is not None:
             flat[key] = value
             if key == "probabilities":
                 flat["classes"] = tf.argmax(value, -1)
     for key in ("saliency", "locations", "patch_boxes", "refined"):
         if key in out:  # "refined": a DCN with an exit threshold.
             flat[key] = out[key]
+    return with_numbers(flat) if numbers else flat
+
+
+def with_numbers(flat):
+    """`flat` outputs plus `number` and `number_confidence` when they come from a multi-digit model."""
+    prefix = "probabilities_"
+    heads = {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+    if "length" in heads:
+        flat = dict(flat)
+        flat["number"], flat["number_confidence"] = number_strings(heads)
     return flat
 
 
@@ -110,12 +151,13 @@ def export_model(model, path, xla=True):
             image_bytes = tf.identity(image_bytes)
         return flat_outputs(model, decode_images(image_bytes, shape))
 
-    compiled = tf.function(lambda images: flat_outputs(model, images), jit_compile=True)
+    compiled = tf.function(lambda images: flat_outputs(model, images, numbers=False), jit_compile=True)
 
     def serve_xla(images):
         # The checks stay outside the XLA cluster, where XLA would drop the
-        # asserts and report a bad shape as a failed tf2xla conversion.
-        return compiled(checked_images(images, shape))
+        # asserts and report a bad shape as a failed tf2xla conversion; the
+        # number's string too (XLA has no strings).
+        return with_numbers(compiled(checked_images(images, shape)))
 
     def build(tmp):
         archive = keras.export.ExportArchive()

@@ -73,7 +73,8 @@ def litert_bytes(model, batch_size=1):
 
     spec = tf.TensorSpec([batch_size, *image_shape(model)], tf.float32, name="images")
     with _select_relu_gradients(model):
-        traced = tf.function(lambda images: flat_outputs(model, images)).get_concrete_function(spec)
+        # No `number` string: LiteRT builtins have no string joins (its heads stay).
+        traced = tf.function(lambda images: flat_outputs(model, images, numbers=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(traced)
     names = sorted(traced.structured_outputs)  # The frozen function returns them in this order.
 

@@ -217,3 +217,37 @@ def test_export_from_writes_keras_weights_that_from_preset_loads(tmp_path):
         export_from(str(tmp_path / "dcn.keras"), base, "m", format="weights", output=str(tmp_path / "y.h5"))
     with pytest.raises(ValueError, match="format='onnx' is not valid; choose one of: saved_model, weights"):
         export_from(str(tmp_path / "dcn.keras"), base, "m", format="onnx")
+
+
+def test_number_strings_read_the_heads_and_multiply_their_confidences():
+    from dcn_keras.serving.export import number_strings
+
+    def one_hot(classes, size, top=0.9):
+        rows = np.full((len(classes), size), (1 - top) / (size - 1), np.float32)
+        rows[np.arange(len(classes)), classes] = top
+        return rows
+
+    # Lengths 3, 1 and 5; "no digit" (10) inside the first number reads "?".
+    probabilities = {"length": one_hot([3, 1, 5], 6)}
+    digits = [[4, 7, 1], [10, 10, 2], [1, 10, 3], [10, 10, 4], [10, 10, 5]]
+    for i, column in enumerate(digits, 1):
+        probabilities[f"digit_{i}"] = one_hot(column, 11, top=0.5 if i == 2 else 0.9)
+    number, confidence = number_strings({k: tf.constant(v) for k, v in probabilities.items()})
+    assert [n.decode() for n in number.numpy()] == ["4?1", "7", "12345"]
+    np.testing.assert_allclose(confidence, [0.9 ** 5 * 0.5] * 3, rtol=1e-6)
+
+
+def test_a_multi_digit_baseline_is_served_with_its_heads_and_number():
+    from dcn_keras.models import DynamicCapacityNetwork
+    from dcn_keras.serving.export import flat_outputs
+
+    baseline = DynamicCapacityNetwork.from_preset("svhn").coarse_only_model()
+    images = random_images(2, (64, 64, 3))
+    flat = flat_outputs(baseline, tf.constant(images))
+    logits = baseline(images)
+    for head, value in logits.items():
+        np.testing.assert_allclose(flat[f"probabilities_{head}"], tf.nn.softmax(value), atol=1e-6)
+        np.testing.assert_array_equal(flat[f"classes_{head}"], np.argmax(value, -1))
+    assert flat["number"].shape == (2,) and "saliency" not in flat
+    lengths = np.argmax(logits["length"], -1)
+    assert [len(n) for n in flat["number"].numpy()] == lengths.tolist()
