@@ -82,7 +82,7 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags():
 
     for args, message in [
         (["--dataset=svhn", "--examples_per_digit=2"],
-         "--examples_per_digit=2 applies to cluttered_mnist only, not --dataset=svhn."),
+         "--examples_per_digit=2 applies to cluttered_mnist and mnist_numbers only, not --dataset=svhn."),
         (["--examples_per_digit=0"], "examples_per_digit=0 must be an integer >= 1"),
         (["--unrefined=blank"], "unrefined='blank' needs a .keras DCN, not the SavedModel"),
         (["--unrefined=empty"], "unrefined='empty' is not one of coarse, blank."),
@@ -99,7 +99,7 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, svhn, svhn_cropped."),
+        (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, mnist_numbers, svhn, svhn_cropped."),
         (["--batch_size=0"], "--batch_size=0 is not valid; it must be an integer >= 1."),
         (["--num_patches=1000", *QUICK], "num_patches=1000 must be an int in [1, 529]"),
         (["--init_from=runs/none.keras", *QUICK], "--init_from=runs/none.keras: no such file."),
@@ -192,3 +192,71 @@ def test_dcn_predict_prints_lines_json_and_a_picture_and_one_line_errors(tmp_pat
         bad = _run("dcn_predict", *args)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr
         assert f"dcn_predict: error: " in bad.stderr and message in bad.stderr
+
+
+def _read_number(out, n):
+    """The number the heads' classes spell, built here from the raw heads."""
+    length = int(out["classes_length"][n])
+    digits = [int(out[f"classes_digit_{i}"][n]) for i in range(1, 6)][:length]
+    return "".join("?" if d == 10 else str(d) for d in digits)
+
+
+@pytest.mark.slow
+def test_mnist_numbers_are_read_as_numbers_by_serving_dcn_eval_and_dcn_predict(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from dcn_keras.datasets import load_dataset
+    from dcn_keras.evaluation import evaluate_saved_model
+    from dcn_keras.training import TrainConfig
+    from dcn_keras.workflows import train_and_export
+
+    config = TrainConfig(dataset="mnist_numbers", digits="embedded", examples_per_digit=1, max_digits=2,
+                         epochs=1, steps_per_epoch=2, batch_size=4, num_patches=2,
+                         model_dir=str(tmp_path / "run"), verbose=0)
+    export = train_and_export(config, print_fn=lambda *_: None)["export_dir"]
+    data, _ = load_dataset("mnist_numbers", "test", digits="embedded", examples_per_digit=1, max_digits=2)
+    images, labels = next(iter(data.batch(6)))
+    assert set(labels["length"].numpy()) <= {1, 2}
+    signatures = tf.saved_model.load(export).signatures
+    out = {k: v.numpy() for k, v in signatures["serving_default"](images=images).items()}
+    assert [n.decode() for n in out["number"]] == [_read_number(out, n) for n in range(6)]
+    heads = [out[k] for k in out if k.startswith("probabilities_")]
+    assert len(heads) == 6
+    np.testing.assert_allclose(out["number_confidence"], np.prod([h.max(-1) for h in heads], 0), rtol=1e-5)
+    xla = signatures["serving_xla"](images=images)
+    assert xla["number"].numpy().tolist() == out["number"].tolist()
+
+    evaluated = evaluate_saved_model(export, "mnist_numbers", digits="embedded", examples_per_digit=1,
+                                     max_digits=2)
+    done = _run("dcn_eval", f"--model_path={export}", "--dataset=mnist_numbers", "--digits=embedded",
+                "--examples_per_digit=1", "--max_digits=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == (f"mnist_numbers test ({evaluated['source']}): whole-number error "
+                        f"{evaluated['error']:.4f} on 1000 examples")
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["length 1", "length 2"]
+
+    paths = []
+    for n in range(2):
+        paths.append(str(tmp_path / f"number_{n}.png"))
+        Image.fromarray(np.round(images[n].numpy() * 255).astype(np.uint8)).save(paths[-1])
+    done = _run("dcn_predict", f"--model={export}", "--json", *paths)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(done.stdout)
+    assert [r["number"] for r in records] == [_read_number(out, n) for n in range(2)]
+    assert [r["heads"]["length"] for r in records] == out["classes_length"][:2].tolist()
+    np.testing.assert_allclose([r["number_confidence"] for r in records], out["number_confidence"][:2],
+                               atol=1e-6)  # dcn_predict rounds to 6 decimals
+
+
+def test_dcn_sweep_bad_flags_fail_with_one_line(tmp_path):
+    for args, message in (
+            (["--thresholds=never,often"], "--thresholds=never,often must be 'never' or numbers in (0, 1]."),
+            (["--ks=4,eight"], "--ks=4,eight must be integers."),
+            (["--plot=curve.jpg"], "--plot=curve.jpg must name a .png file."),
+            ([f"--fine={tmp_path}/none.keras", "--digits=embedded", "--examples_per_digit=1"], "none.keras")):
+        done = _run("dcn_sweep", "--models=m.keras", "--fine=f.keras", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert f"dcn_sweep: error: " in done.stderr and message in done.stderr

@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+
+from dcn_keras import sweep
+from dcn_keras.macs import model_macs
+from dcn_keras.models.objective import coarse_confidence
+from tests.helpers import preset_model
+from tests.helpers import random_images
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("sweep")
+    dcn = preset_model(num_patches=4)
+    paths = {"dcn": str(directory / "dcn.keras"), "fine": str(directory / "fine.keras"),
+             "coarse": str(directory / "coarse.keras")}
+    dcn.save(paths["dcn"])
+    dcn.fine_only_model().save(paths["fine"])
+    dcn.coarse_only_model().save(paths["coarse"])
+    images = random_images(72, seed=3)
+    labels = np.random.default_rng(3).integers(0, 10, 72)
+    return dcn, paths, images, labels
+
+
+def test_every_point_is_the_served_model_at_that_setting_scored_against_the_fine_model(saved):
+    dcn, paths, images, labels = saved
+    confidence = coarse_confidence(dcn(images)["coarse_probabilities"]).numpy()
+    split = float(np.median(confidence))  # Refines about half the images.
+    results = sweep.sweep([paths["dcn"]], paths["fine"], images, labels, paths["coarse"], ks=(2, 4),
+                          thresholds=(None, split), timing_batches=1, timing_images=2, repeats=1,
+                          log=lambda *_: None)
+    assert len(results["points"]) == 2 * 2 * 2 and set(results["references"]) == {"fine", "coarse"}
+    fine_right = np.argmax(dcn.fine_only_model()(images), -1) == labels
+    assert results["references"]["fine"]["error"] == pytest.approx(1 - fine_right.mean())
+    for p in results["points"]:
+        model = dcn.with_settings(num_patches=p["k"], saliency=p["saliency"], exit_threshold=p["exit_threshold"])
+        out = model(images)
+        right = np.argmax(out["probabilities"], -1) == labels
+        assert p["error"] == pytest.approx(1 - right.mean())
+        share = out["refined"].numpy().mean() if p["exit_threshold"] else 1.0
+        assert p["refined_share"] == pytest.approx(share) and (p["exit_threshold"] is None or 0 < share < 1)
+        assert (p["only_fine_right"], p["only_this_right"]) == (
+            int(np.sum(fine_right & ~right)), int(np.sum(~fine_right & right)))
+        assert p["ms_per_image_b64"] > 0 and p["latency_ms_b1"] > 0
+        macs = model_macs(model.with_settings(exit_threshold=None))
+        if p["exit_threshold"] is None:
+            assert p["macs_per_image"] == pytest.approx(macs["dcn"])
+        else:  # Exited images cost the coarse pass and the saliency only.
+            assert macs["coarse"] < p["macs_per_image"] < macs["dcn"]
+
+    table = sweep.format_markdown(results).splitlines()
+    assert len(table) == 2 + 2 + 8 and table[2].startswith("| fine |")
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    path = sweep.save_plot(results, str(saved[1]["dcn"]).replace("dcn.keras", "sweep.png"))
+    assert open(path, "rb").read(4) == b"\x89PNG"
+    json.dumps(results)  # What --json writes.
+    best = sweep.best_points(results)
+    fine = results["references"]["fine"]["error"]
+    assert all(p["error"] <= fine + 0.001 and p["p_value"] > 0.05 for p in best)
+    assert [p["ms_per_image_b64"] for p in best] == sorted(p["ms_per_image_b64"] for p in best)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(thresholds=(1.5,)), "exit threshold 1.5 must be None"),
+    (dict(saliencies=("attention",)), "saliency 'attention' is not one of"),
+    (dict(ks=(0,)), r"ks=\[0\] must be integers >= 1"),
+])
+def test_bad_grids_are_named(saved, kwargs, message):
+    _, paths, images, labels = saved
+    with pytest.raises(ValueError, match=message):
+        sweep.sweep([paths["dcn"]], paths["fine"], images, labels, **kwargs)
+
+
+def test_a_dcn_given_as_the_fine_model_is_named(saved):
+    _, paths, images, labels = saved
+    with pytest.raises(ValueError, match="is a DCN; expected a baseline"):
+        sweep.sweep([paths["dcn"]], paths["dcn"], images, labels, repeats=1, log=lambda *_: None)
