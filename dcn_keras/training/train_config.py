@@ -131,6 +131,9 @@ class TrainConfig:
             raise ValueError(f"--mnist_dir={self.mnist_dir} applies to {' and '.join(MNIST_DATASETS)} only, "
                              f"not --dataset={self.dataset}.")
         check_max_digits(self.max_digits)
+        if self.max_digits != 5 and self.dataset != "mnist_numbers":
+            raise ValueError(f"--max_digits={self.max_digits} applies to mnist_numbers only, "
+                             f"not --dataset={self.dataset}.")
         _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
         _check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
         if self.verbose not in ("auto", 0, 1, 2) or isinstance(self.verbose, bool):

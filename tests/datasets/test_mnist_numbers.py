@@ -125,3 +125,9 @@ def test_svhn_graph_labels_are_the_same_as_numpy_labels():
         padded = number + [NO_DIGIT] * (5 - len(number))
         expected = {k: int(v[0]) for k, v in number_labels([len(number)], [padded]).items()}
         assert graph == expected
+
+
+def test_max_digits_goes_with_mnist_numbers_only():
+    with pytest.raises(ValueError, match="--max_digits=3 applies to mnist_numbers only, not --dataset=svhn"):
+        TrainConfig(dataset="svhn", max_digits=3)
+    assert TrainConfig(dataset="mnist_numbers", max_digits=3).max_digits == 3
