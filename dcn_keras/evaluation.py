@@ -103,7 +103,7 @@ def _outcomes(predict, data, batch_size):
     return np.concatenate(right_parts), np.concatenate(keys)
 
 
-def correct_predictions(model, data, batch_size=64):
+def outcomes(model, data, batch_size=64):
     """Which examples of `data` (an unbatched `(image, label)` dataset) a loaded model gets right.
 
     `model` is a Keras DCN or baseline, already in memory. Datasets built by
@@ -111,14 +111,10 @@ def correct_predictions(model, data, batch_size=64):
     order, so two models' arrays line up example by example.
 
     Returns:
-        A bool array, one entry per example.
+        `(right, keys)`: a bool array, one entry per example, and each
+        example's label (for multi-digit labels, the number's length), for
+        `error_by_key`.
     """
-    return outcomes(model, data, batch_size)[0]
-
-
-def outcomes(model, data, batch_size=64):
-    """`(right, keys)` of a loaded model on `data`: `correct_predictions` and each example's
-    label (or, for multi-digit labels, the number's length), for `error_by_key`."""
     return _outcomes(_keras_predictor(model), data, batch_size)
 
 
