@@ -82,6 +82,10 @@ def _cell_extent(saliency, boxes, locations, height, width):
     """
     extent = [0.0, float(width), float(height), 0.0]
     boxes, locations = boxes.reshape(-1, 4), locations.reshape(-1, 2)
+    chosen = locations[:, 0] >= 0  # -1: an image that exited early has no cells.
+    boxes, locations = boxes[chosen], locations[chosen]
+    if not len(locations):
+        return tuple(extent)
     for axis, (low, high) in enumerate(((0, 2), (1, 3))):
         index = locations[:, axis]
         other = np.flatnonzero(index != index[0])
@@ -123,7 +127,7 @@ def figure(images, outputs, names=None, labels=None):
         mapped = heat.imshow(saliency[n], cmap="viridis", extent=extent, interpolation="nearest")
         fig.colorbar(mapped, ax=heat, fraction=0.046, pad=0.04, label="saliency")
         for axis in (picture, heat):
-            for top, left, bottom, right in boxes[n]:
+            for top, left, bottom, right in boxes[n][boxes[n][:, 0] >= 0]:
                 axis.add_patch(plt.Rectangle((left, top), right - left, bottom - top, fill=False,
                                              edgecolor=_BOX_COLOUR, linewidth=1.2))
             axis.set_xlim(0, width)
@@ -132,7 +136,9 @@ def figure(images, outputs, names=None, labels=None):
             axis.set_yticks([])
         picture.set_title(title(names[n] if names else None, coarse, refined,
                                 labels[n] if labels is not None else None), fontsize=9, loc="left")
-        heat.set_title(f"saliency, {len(boxes[n])} patches", fontsize=9)
+        chosen = int((boxes[n][:, 0] >= 0).sum())
+        heat.set_title(f"saliency, {chosen} patches" if chosen else "exited: coarse answer, no patch",
+                       fontsize=9)
     fig.tight_layout()
     return fig
 

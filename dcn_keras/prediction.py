@@ -114,7 +114,8 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
     Each record is a dict: `file`, `class` (the answer: a class index, or
     the number a multi-digit model reads, as a string), `probability` (its
     confidence; for several heads the product of their top probabilities),
-    `coarse_class`, `coarse_probability`, `patch_boxes` and `locations`;
+    `coarse_class`, `coarse_probability`, `patch_boxes` and `locations`
+    (-1 for an image that exited early; then `refined` is False);
     a multi-digit model's also has `number` and `number_confidence` (the
     serving signature's, e.g. `"4071"`) and `heads`, each head's class.
     `images` and `outputs` are the resized inputs and the model's raw flat
@@ -142,6 +143,8 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
                   "coarse_class": coarse, "coarse_probability": round(coarse_confidence, 6),
                   "patch_boxes": outputs["patch_boxes"][n].tolist(),
                   "locations": outputs["locations"][n].tolist()}
+        if "refined" in outputs:  # An exit threshold: False kept the coarse answer, no patch.
+            record["refined"] = bool(outputs["refined"][n])
         if "number" in outputs:  # A multi-digit model: the graph's reading, and its heads raw.
             record.update(number=outputs["number"][n].decode(),
                           number_confidence=round(float(outputs["number_confidence"][n]), 6),
@@ -154,6 +157,8 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
 def format_line(record):
     """One line per image: file, answer and probability, coarse answer, the k patch boxes."""
     boxes = " ".join("[{},{},{},{}]".format(*box) for box in record["patch_boxes"])
+    if not record.get("refined", True):
+        boxes = "none (exited: the coarse answer is kept)"
     return (f"{record['file']}: {record['class']} ({record['probability']:.4f}); coarse "
             f"{record['coarse_class']} ({record['coarse_probability']:.4f}); patches {boxes}")
 

@@ -49,3 +49,19 @@ def test_saved_picture_has_a_row_per_image_and_the_saliency_on_the_image_pixels(
     # Red boxes are drawn.
     red = (one[..., 0] > 200) & (one[..., 1] < 60) & (one[..., 2] < 60)
     assert red.sum() > 100
+
+
+def test_an_image_that_exited_early_is_drawn_without_patches():
+    model = preset_model()
+    images = random_images(4, seed=3)
+    threshold = float(np.median(model.predict(images, verbose=0)["coarse_probabilities"].max(-1)))
+    out = model.with_settings(exit_threshold=threshold).predict(images, verbose=0)
+    exited, kept = np.flatnonzero(~out["refined"])[0], np.flatnonzero(out["refined"])[0]
+    # The extent is read off the refined images' cells alone, as without a threshold.
+    assert pictures._cell_extent(out["saliency"], out["patch_boxes"], out["locations"], 100, 100) == (
+        3.0, 95.0, 95.0, 3.0)
+
+    def red_pixels(n):
+        one = pictures.render(images[n:n + 1], {k: v[n:n + 1] for k, v in out.items()})
+        return ((one[..., 0] > 200) & (one[..., 1] < 60) & (one[..., 2] < 60)).sum()
+    assert red_pixels(exited) == 0 and red_pixels(kept) > 100

@@ -55,6 +55,20 @@ def test_a_keras_dcn_predicts_and_other_sizes_are_resized_with_a_warning(tmp_pat
     assert records[0]["class"] == str(expected.argmax())
 
 
+def test_an_image_that_exits_early_is_reported_without_patches(tmp_path):
+    paths, images = write_canvases(tmp_path / "dir", count=4)
+    model = preset_model(num_patches=4)
+    threshold = float(np.median(model.predict(images, verbose=0)["coarse_probabilities"].max(-1)))
+    model.with_settings(exit_threshold=threshold).save(str(tmp_path / "gated.keras"))
+    records, _, outputs = prediction.predict_files(str(tmp_path / "gated.keras"), paths)
+    assert [r["refined"] for r in records] == outputs["refined"].tolist()
+    exited = next(r for r in records if not r["refined"])
+    refined = next(r for r in records if r["refined"])
+    assert exited["class"] == exited["coarse_class"] and exited["patch_boxes"] == [[-1] * 4] * 4
+    assert prediction.format_line(exited).endswith("patches none (exited: the coarse answer is kept)")
+    assert prediction.format_line(refined).count("[") == 4
+
+
 def test_bad_inputs_are_named(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "fake.png").write_text("hello")

@@ -237,6 +237,10 @@ class DynamicCapacityNetwork(keras.Model):
     def _select(self, images, training):
         # The coarse pass: grid, coarse logits and saliency, and the k cells chosen.
         grid = self.coarse(images, training=training)
+        return (grid, *self._score(grid, training))
+
+    def _score(self, grid, training):
+        # The top network's pass on the coarse grid: logits, saliency, the k cells.
         # Training takes the full pass: its gradients are those of the paper's model as written.
         incremental = None if training else self.incremental_top
         if self.class_activation_map is not None:
@@ -252,7 +256,7 @@ class DynamicCapacityNetwork(keras.Model):
             scored = incremental.coarse_pass(grid)
         rows, cols = self.geometry.grid_shape
         _, flat = tf.math.top_k(tf.reshape(scored["saliency"], [-1, rows * cols]), self.num_patches)
-        return grid, scored, tf.stack([flat // cols, flat % cols], axis=-1)
+        return scored, tf.stack([flat // cols, flat % cols], axis=-1)
 
     def _refine(self, images, grid, pre_activation, locations, training):
         # The fine pass on the chosen cells and the top network on the refined
@@ -276,25 +280,35 @@ class DynamicCapacityNetwork(keras.Model):
                 "refined_grid": refined}
 
     def _refine_unsure(self, images):
-        # Inference with `exit_threshold`: only the images whose coarse
-        # prediction is less confident than it go through the fine tower
-        # and the refined top pass (one call for all of them; none: skipped).
+        # Inference with `exit_threshold`: the coarse answer decides who exits
+        # first, so an exited image costs the coarse model alone (no saliency,
+        # no top-k); the others are scored, gathered and refined together
+        # (one fine-tower call; none left: skipped). Exited images get a zero
+        # saliency map and locations of -1: no cell was chosen for them.
         images = self._check_images(images)
-        grid, scored, locations = self._select(images, training=False)
-        coarse = scored["logits"]
+        grid = self.coarse(images, training=False)
+        coarse = self.top(grid, training=False)
         refine = coarse_confidence(probabilities(coarse)) < self.exit_threshold
         index = tf.where(refine)
+        batch = tf.shape(images)[0]
+        rows, cols = self.geometry.grid_shape
+        saliency = tf.zeros([batch, rows, cols], tf.float32)
+        locations = tf.fill([batch, self.num_patches, 2], -1)
 
-        def refined_logits():
-            pick = lambda t: None if t is None else tf.gather_nd(t, index)  # noqa: E731
-            subset = self._refine(pick(images), pick(grid), pick(scored.get("pre_activation")),
-                                  pick(locations), training=False)["logits"]
-            return tf.nest.map_structure(
-                lambda whole, part: tf.tensor_scatter_nd_update(whole, index, tf.cast(part, whole.dtype)),
-                coarse, subset)
+        def refined():
+            pick = lambda t: tf.gather_nd(t, index)  # noqa: E731
+            subset = pick(grid)
+            scored, chosen = self._score(subset, training=False)
+            logits = self._refine(pick(images), subset, scored.get("pre_activation"), chosen,
+                                  training=False)["logits"]
+            put = lambda whole, part: tf.tensor_scatter_nd_update(  # noqa: E731
+                whole, index, tf.cast(part, whole.dtype))
+            return (tf.nest.map_structure(put, coarse, logits), put(saliency, scored["saliency"]),
+                    put(locations, chosen))
 
-        logits = tf.cond(tf.size(index) > 0, refined_logits, lambda: coarse)
-        return {"logits": logits, "coarse_logits": coarse, "saliency": scored["saliency"],
+        logits, saliency, locations = tf.cond(
+            tf.size(index) > 0, refined, lambda: (coarse, saliency, locations))
+        return {"logits": logits, "coarse_logits": coarse, "saliency": saliency,
                 "locations": locations, "refined": refine}
 
     def call(self, images, training=False):
@@ -311,6 +325,8 @@ class DynamicCapacityNetwork(keras.Model):
         }
         if "refined" in out:
             outputs["refined"] = out["refined"]
+            # An exited image has no patch: its boxes are -1 like its locations.
+            outputs["patch_boxes"] = tf.where(out["refined"][:, None, None], outputs["patch_boxes"], -1)
         return outputs
 
     def compute_losses(self, labels, out, sample_weight=None):

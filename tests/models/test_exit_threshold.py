@@ -13,9 +13,10 @@ def _confidences(model, images):
     return model.predict(images, verbose=0)["coarse_probabilities"].max(-1)
 
 
-@pytest.mark.parametrize("top_pass", ["incremental", "full"])
-def test_confident_images_keep_the_coarse_answer_and_the_others_are_refined_as_without(top_pass):
-    model = preset_model(top_pass=top_pass)
+@pytest.mark.parametrize("settings", [{"top_pass": "incremental"}, {"top_pass": "full"},
+                                      {"saliency": "cam"}], ids=["incremental", "full", "cam"])
+def test_confident_images_keep_the_coarse_answer_and_the_others_are_refined_as_without(settings):
+    model = preset_model(**settings)
     images = random_images(8, seed=4)
     confidence = _confidences(model, images)
     threshold = float(np.median(confidence))
@@ -26,8 +27,13 @@ def test_confident_images_keep_the_coarse_answer_and_the_others_are_refined_as_w
     np.testing.assert_array_equal(out["refined"], refined)
     np.testing.assert_array_equal(out["probabilities"][~refined], out["coarse_probabilities"][~refined])
     np.testing.assert_allclose(out["probabilities"][refined], plain["probabilities"][refined], atol=1e-6)
-    np.testing.assert_allclose(out["coarse_probabilities"], plain["coarse_probabilities"], atol=1e-7)
-    np.testing.assert_array_equal(out["locations"], plain["locations"])
+    np.testing.assert_allclose(out["coarse_probabilities"], plain["coarse_probabilities"], atol=1e-6)
+    # Refined images are scored and placed as without a threshold; exited ones get no cells.
+    np.testing.assert_array_equal(out["locations"][refined], plain["locations"][refined])
+    np.testing.assert_array_equal(out["patch_boxes"][refined], plain["patch_boxes"][refined])
+    np.testing.assert_allclose(out["saliency"][refined], plain["saliency"][refined], rtol=1e-5, atol=1e-7)
+    assert (out["locations"][~refined] == -1).all() and (out["patch_boxes"][~refined] == -1).all()
+    assert (out["saliency"][~refined] == 0).all()
 
 
 def test_a_batch_where_all_or_none_exit():
@@ -37,9 +43,11 @@ def test_a_batch_where_all_or_none_exit():
     everyone = model.with_settings(exit_threshold=1e-6).predict(images, verbose=0)
     assert not everyone["refined"].any()
     np.testing.assert_array_equal(everyone["probabilities"], everyone["coarse_probabilities"])
+    assert (everyone["locations"] == -1).all() and (everyone["saliency"] == 0).all()
     nobody = model.with_settings(exit_threshold=1.0).predict(images, verbose=0)
     assert nobody["refined"].all()
     np.testing.assert_allclose(nobody["probabilities"], plain["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(nobody["locations"], plain["locations"])
 
 
 def test_the_fine_tower_runs_only_in_the_branch_for_unsure_images():
@@ -49,8 +57,12 @@ def test_the_fine_tower_runs_only_in_the_branch_for_unsure_images():
     gated_ops = [op.type for op in traced_ops(lambda x: gated(x)["probabilities"], image)]
     plain_ops = [op.type for op in traced_ops(lambda x: plain(x)["probabilities"], image)]
     assert {"If", "StatelessIf"} & set(gated_ops)
-    # The fine tower's five convolutions run inside the branch, not in the main graph.
-    assert gated_ops.count("Conv2D") == plain_ops.count("Conv2D") - 5
+    # Outside the branch are the coarse model's convolutions alone: the fine
+    # tower's run inside it, and so do the saliency and the top-k.
+    coarse_ops = [op.type for op in traced_ops(lambda x: gated.top(gated.coarse(x)), image)]
+    assert gated_ops.count("Conv2D") == coarse_ops.count("Conv2D") < plain_ops.count("Conv2D") - 5
+    assert "TopKV2" in plain_ops and "TopKV2" not in gated_ops
+    assert not [op for op in gated_ops if op.endswith("Grad") or "Backprop" in op]
 
 
 def test_exit_threshold_round_trips_exports_and_is_checked(tmp_path):
