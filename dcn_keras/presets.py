@@ -9,6 +9,7 @@ looks them up by name. Every sub-network gets an explicit `keras.Input` with
 import os
 
 from dcn_keras.backend import keras
+from dcn_keras.layers.band_max_pooling2d import BandMaxPooling2D
 from dcn_keras.layers.phase_gradient_conv2d import PhaseGradientConv2D
 
 layers = keras.layers
@@ -104,6 +105,35 @@ def svhn():
     return dict(svhn_towers(), image_shape=(64, 64, 3), num_patches=8)
 
 
+def svhn_positional_towers(features=48, max_digits=5, columns=6, rows=2):
+    """The `svhn` towers with a top that keeps where things are.
+
+    The `svhn` top pools its map globally, so it knows which digits are in a
+    number but not in which order (on `mnist_numbers` even the fine model
+    misreads most numbers of three digits or more: docs/results.md). Here
+    the top conv's map is max-pooled to a fixed `rows` x `columns` grid
+    (`BandMaxPooling2D`: any input size, the columns keep their order left
+    to right, each row band absorbs vertical jitter) and flattened
+    into the dense layer. Coarse and fine towers and heads as in `svhn`.
+    CAM saliency needs a global pool, so this top takes the entropy
+    gradient only.
+    """
+    towers = svhn_towers(features, max_digits)
+    grid = keras.Input((None, None, features), name="grid")
+    h = _top_conv(96, 3)(grid)
+    h = BandMaxPooling2D((rows, columns), name="top_pool")(h)
+    h = layers.Flatten(name="top_flatten")(h)
+    h = layers.Dense(192, activation="relu", name="top_dense")(h)
+    heads = {"length": layers.Dense(max_digits + 1, name="length")(h)}
+    for i in range(1, max_digits + 1):
+        heads[f"digit_{i}"] = layers.Dense(11, name=f"digit_{i}")(h)
+    return dict(towers, top=keras.Model(grid, heads, name="top"))
+
+
+def svhn_positional():
+    return dict(svhn_positional_towers(), image_shape=(64, 64, 3), num_patches=8)
+
+
 def svhn_cropped_towers(features=48, num_classes=10):
     """Towers for TFDS svhn_cropped (32x32 single digits, an easier task).
 
@@ -138,6 +168,7 @@ def svhn_cropped():
 PRESETS = {
     "cluttered_mnist": cluttered_mnist,
     "svhn": svhn,
+    "svhn_positional": svhn_positional,
     "svhn_cropped": svhn_cropped,
 }
 

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcn_keras import DynamicCapacityNetwork
+from dcn_keras import presets
+from tests.helpers import random_images
+
+
+def _moved_feature(top, shift):
+    # One strong feature vector on an empty 14x14 grid, moved `shift` cells right.
+    grid = np.zeros((2, 14, 14, top.input_shape[-1]), np.float32)
+    vector = np.random.default_rng(0).random(top.input_shape[-1]) * 5
+    grid[0, 6, 2], grid[1, 6, 2 + shift] = vector, vector
+    return {name: p.numpy() for name, p in top(grid).items()}
+
+
+def test_the_positional_top_tells_where_a_digit_is_and_the_svhn_top_does_not():
+    # Moved by whole top-conv strides, a lone feature gives the svhn top (global
+    # pool) the same output: it cannot tell the first digit from the last.
+    # The positional top's answer depends on the column.
+    pooled = _moved_feature(presets.svhn_towers()["top"], shift=8)
+    positional = _moved_feature(presets.svhn_positional_towers()["top"], shift=8)
+    for name in pooled:
+        np.testing.assert_allclose(pooled[name][0], pooled[name][1], rtol=1e-5, atol=1e-6)
+    assert max(np.abs(p[0] - p[1]).max() for p in positional.values()) > 1e-3
+
+
+def test_the_positional_preset_runs_on_any_grid_and_both_top_passes_agree():
+    top = presets.svhn_positional_towers()["top"]
+    for size in (14, 9, 20):  # AdaptiveMaxPooling2D: no spatial size is fixed.
+        out = top(np.ones((1, size, size, 48), np.float32))
+        assert out["length"].shape == (1, 6) and out["digit_5"].shape == (1, 11)
+    model = DynamicCapacityNetwork.from_preset("svhn_positional")
+    full = DynamicCapacityNetwork.from_preset("svhn_positional", top_pass="full")
+    full.set_weights(model.get_weights())
+    images = random_images(3, shape=(64, 64, 3), seed=2)
+    fast, slow = model.predict(images, verbose=0), full.predict(images, verbose=0)
+    assert model.incremental_top is not None
+    np.testing.assert_array_equal(fast["locations"], slow["locations"])
+    for name in fast["probabilities"]:
+        np.testing.assert_allclose(fast["probabilities"][name], slow["probabilities"][name], atol=1e-5)
+
+
+def test_the_positional_preset_exports_and_names_why_cam_does_not_fit(tmp_path):
+    from dcn_keras.serving import export_model
+
+    model = DynamicCapacityNetwork.from_preset("svhn_positional", num_patches=4)
+    images = random_images(2, shape=(64, 64, 3), seed=3)
+    served = tf.saved_model.load(export_model(model, str(tmp_path / "1"), xla=False))
+    out = served.signatures["serving_default"](images=tf.constant(images))
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(out["probabilities_digit_1"], expected["probabilities"]["digit_1"], atol=1e-5)
+    assert out["number"].shape == (2,)
+    with pytest.raises(ValueError, match="saliency='cam' needs a global pooling layer right after the top's first "
+                                         "convolution; 'top' has 'top_pool' there"):
+        DynamicCapacityNetwork.from_preset("svhn_positional", saliency="cam")
