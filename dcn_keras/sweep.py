@@ -23,6 +23,7 @@ from dcn_keras.io_utils import atomic_path
 from dcn_keras.macs import model_macs
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
+from dcn_keras.models.dynamic_capacity_network import SALIENCIES
 from dcn_keras.models.objective import coarse_confidence
 from dcn_keras.serving.export import flat_outputs
 from dcn_keras.timing import interleaved_median_seconds
@@ -35,9 +36,9 @@ def _check(ks, thresholds, saliencies):
     for t in thresholds:
         if t is not None and not (isinstance(t, (int, float)) and 0 < t <= 1):
             raise ValueError(f"exit threshold {t!r} must be None (never exit) or a number in (0, 1].")
-    bad = [s for s in saliencies if s not in ("entropy_gradient", "cam")]
+    bad = [s for s in saliencies if s not in SALIENCIES]
     if bad:
-        raise ValueError(f"saliency {bad[0]!r} is not one of entropy_gradient, cam.")
+        raise ValueError(f"saliency {bad[0]!r} is not one of {', '.join(SALIENCIES)}.")
     if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
         raise ValueError(f"ks={list(ks)} must be integers >= 1.")
 

@@ -20,6 +20,9 @@ class ClassActivationMap:
 
         `s[p] = max(0, sum_c p_c * CAM_c[p])`,   `p_c = softmax(logits)_c`,
 
+    or, with `top_class`, by the top class's alone (`p` one-hot at the
+    argmax of the logits: `s[p] = max(0, CAM_argmax[p])`),
+
     and every coarse cell gets the sum of `s` over the positions whose
     convolution window holds it (for a `k x k`, stride-`t` convolution,
     `saliency[i, j] = sum s[q, r]` over `t*q <= i < t*q + k`, `t*r <= j <
@@ -34,6 +37,8 @@ class ClassActivationMap:
             that alone takes its output, and a `Dense` on the pool whose
             output is the top's (logits). Anything else is a `ValueError`
             naming what is missing.
+        top_class: bool, default False: score by the top class's map
+            instead of the probability-weighted sum of all classes'.
 
     Example:
     ```python
@@ -46,7 +51,7 @@ class ClassActivationMap:
     ICML 2016 (where the entropy gradient scores the cells instead).
     """
 
-    def __init__(self, top):
+    def __init__(self, top, top_class=False):
         name = getattr(top, "name", top)
         conv = first_convolution(top)
         if conv is None:
@@ -66,6 +71,7 @@ class ClassActivationMap:
                              f"logits; {name!r} has {getattr(dense, 'name', 'none')!r} after "
                              f"{pool.name!r} (a hidden layer or several heads have no class activation map).")
         self.top, self.conv, self.pool, self.dense = top, conv, pool, dense
+        self.top_class = top_class
 
     def __call__(self, grid):
         """`{"logits", "saliency", "pre_activation"}` of the top on a coarse grid."""
@@ -83,8 +89,12 @@ class ClassActivationMap:
     def cell_scores(self, activation, logits, grid_shape):
         """The saliency map, float32 `[batch, rows, cols]`, from the ReLU'd map and the logits."""
         activation = tf.cast(activation, tf.float32)
-        weights = tf.matmul(tf.nn.softmax(tf.cast(logits, tf.float32)),
-                            tf.cast(self.dense.kernel, tf.float32), transpose_b=True)  # [B, F]
+        logits = tf.cast(logits, tf.float32)
+        if self.top_class:
+            classes = tf.one_hot(tf.argmax(logits, axis=-1), tf.shape(logits)[-1], dtype=tf.float32)
+        else:
+            classes = tf.nn.softmax(logits)
+        weights = tf.matmul(classes, tf.cast(self.dense.kernel, tf.float32), transpose_b=True)  # [B, F]
         scores = tf.nn.relu(tf.einsum("bhwf,bf->bhw", activation, weights))
         kh, kw = self.conv.kernel_size
         windows = tf.ones([kh, kw, 1, 1], tf.float32)

@@ -17,7 +17,7 @@ from dcn_keras.models.objective import weighted_mean
 from dcn_keras.patch_geometry import PatchGeometry
 
 TOP_PASSES = ("incremental", "full")
-SALIENCIES = ("entropy_gradient", "cam")
+SALIENCIES = ("entropy_gradient", "cam", "cam_top_class")
 _METRICS = ("loss", "refined_loss", "coarse_loss", "hint_loss", "accuracy", "coarse_accuracy")
 
 
@@ -75,8 +75,10 @@ class DynamicCapacityNetwork(keras.Model):
             the paper's: the norm of the coarse prediction's entropy gradient
             with respect to each cell) or `"cam"`, the class activation map
             (`ClassActivationMap`: the forward pass alone, no backward pass;
-            tops of the form `dense(pool(relu(conv(grid))))` only). Training
-            selects by it too (not differentiated).
+            tops of the form `dense(pool(relu(conv(grid))))` only), weighted
+            by the coarse probabilities, or `"cam_top_class"`, the map of
+            the coarse prediction's top class alone. Training selects by it
+            too (not differentiated).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -145,7 +147,8 @@ class DynamicCapacityNetwork(keras.Model):
             raise ValueError(f"`top_pass` must be one of {TOP_PASSES}; got {top_pass!r}.")
         if saliency not in SALIENCIES:
             raise ValueError(f"saliency={saliency!r} is not valid; choose one of: {', '.join(SALIENCIES)}.")
-        self.class_activation_map = ClassActivationMap(top) if saliency == "cam" else None
+        self.class_activation_map = (ClassActivationMap(top, top_class=saliency == "cam_top_class")
+                                     if saliency.startswith("cam") else None)
         if exit_threshold is not None and (
                 isinstance(exit_threshold, bool) or not isinstance(exit_threshold, (int, float))
                 or not 0 < exit_threshold <= 1):

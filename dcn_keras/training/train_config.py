@@ -56,7 +56,8 @@ class TrainConfig:
         coarse_weight: float or None, the coarse loss weight (None: preset's).
         gather: str, `"index"` or `"extract_patches"`.
         saliency: str or None, how the DCN scores cells: `"entropy_gradient"`
-            (the paper's) or `"cam"` (class activation map); None: the
+            (the paper's), `"cam"` (class activation map) or `"cam_top_class"`
+            (the top class's map); None: the
             preset's (the entropy gradient).
         model_dir: str, where config, logs, checkpoints and model go.
         export_dir: str or None, where the SavedModel goes (None:

@@ -11,7 +11,7 @@ from tests.helpers import random_images
 from tests.helpers import traced_ops
 
 
-def _numpy_cam(model, images):
+def _numpy_cam(model, images, top_class=False):
     """The CAM saliency from the layers' weights, in NumPy, independently of the model's code."""
     grid = model.coarse(images).numpy()
     kernel, bias = (w.numpy() for w in model.top.get_layer("top_conv").weights)
@@ -28,7 +28,8 @@ def _numpy_cam(model, images):
     logits = activation.max(axis=(1, 2)) @ dense + model.top.get_layer("logits").get_weights()[1]
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
-    scores = np.maximum(np.einsum("bqrf,fc,bc->bqr", activation, dense, p), 0)
+    weights = np.eye(p.shape[-1])[p.argmax(-1)] if top_class else p
+    scores = np.maximum(np.einsum("bqrf,fc,bc->bqr", activation, dense, weights), 0)
     saliency = np.zeros((batch, rows, cols))
     for q in range(out_rows):
         for r in range(out_cols):
@@ -36,12 +37,13 @@ def _numpy_cam(model, images):
     return saliency, p
 
 
-@pytest.mark.parametrize("top_pass", ["incremental", "full"])
-def test_cam_saliency_is_the_numpy_class_activation_map_and_picks_its_top_k(top_pass):
-    model = preset_model(saliency="cam", top_pass=top_pass)
+@pytest.mark.parametrize("top_pass,saliency_name", [("incremental", "cam"), ("full", "cam"),
+                                                    ("incremental", "cam_top_class")])
+def test_cam_saliency_is_the_numpy_class_activation_map_and_picks_its_top_k(top_pass, saliency_name):
+    model = preset_model(saliency=saliency_name, top_pass=top_pass)
     images = random_images(3, seed=2)
     out = model.predict(images, verbose=0)
-    saliency, p = _numpy_cam(model, images)
+    saliency, p = _numpy_cam(model, images, top_class=saliency_name == "cam_top_class")
     np.testing.assert_allclose(out["saliency"], saliency, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(out["coarse_probabilities"], p, atol=1e-5)
     flat = out["saliency"].reshape(3, -1)
@@ -51,7 +53,8 @@ def test_cam_saliency_is_the_numpy_class_activation_map_and_picks_its_top_k(top_
     # The refined prediction is the DCN's on those cells.
     same_cells = preset_model(top_pass=top_pass)
     same_cells.set_weights(model.get_weights())
-    assert model.saliency == "cam" and not np.allclose(out["saliency"], same_cells.predict(images, verbose=0)["saliency"])
+    gradient = same_cells.predict(images, verbose=0)["saliency"]
+    assert model.saliency == saliency_name and not np.allclose(out["saliency"], gradient)
 
 
 def _gradient_ops(model):
@@ -62,6 +65,7 @@ def _gradient_ops(model):
 def test_cam_inference_graph_has_no_gradient_op():
     assert _gradient_ops(preset_model(saliency="cam")) == []
     assert _gradient_ops(preset_model(saliency="cam", top_pass="full")) == []
+    assert _gradient_ops(preset_model(saliency="cam_top_class")) == []
     assert _gradient_ops(preset_model())  # The entropy gradient's graph has them: the check can fail.
 
 
@@ -75,7 +79,8 @@ def test_a_top_without_a_class_activation_map_is_named():
     top = keras.Model(grid, keras.layers.Dense(10)(keras.layers.GlobalMaxPooling2D()(h)))
     with pytest.raises(ValueError, match="first convolution to use ReLU; 'c' uses tanh"):
         ClassActivationMap(top)
-    with pytest.raises(ValueError, match="saliency='gradcam' is not valid; choose one of: entropy_gradient, cam"):
+    with pytest.raises(ValueError, match="saliency='gradcam' is not valid; choose one of: "
+                                         "entropy_gradient, cam, cam_top_class"):
         DynamicCapacityNetwork(towers["coarse"], towers["fine"], towers["top"], image_shape=(100, 100, 1),
                                saliency="gradcam")
 

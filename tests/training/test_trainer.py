@@ -151,7 +151,7 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
         (dict(dtype_policy="float16"), "--dtype_policy='float16'.*float32, mixed_float16, mixed_bfloat16"),
         (dict(init_from="runs/dcn/export/1"), "--init_from='runs/dcn/export/1'.*a .keras file"),
         (dict(verbose="3"), "--verbose='3' is not valid; choose one of: auto, 0, 1, 2"),
-        (dict(saliency="grad"), "--saliency='grad' is not valid; choose one of: entropy_gradient, cam"),
+        (dict(saliency="grad"), "--saliency='grad' is not valid; choose one of: entropy_gradient, cam, cam_top_class"),
     ],
 )
 def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, message):
