@@ -139,8 +139,9 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
                     points.append(dict(
                         model=path, trained_saliency=trained.saliency, saliency=saliency, k=k,
                         exit_threshold=t, error=float(1 - right.mean()), refined_share=share,
-                        macs_per_image=parts["coarse_tower"] + parts["top"] + parts["saliency"]
-                        + share * (parts["refined_top"] + k * parts["fine_patch"]),
+                        # An exited image costs the coarse model alone (no saliency, no patch).
+                        macs_per_image=parts["coarse_tower"] + parts["top"]
+                        + share * (parts["saliency"] + parts["refined_top"] + k * parts["fine_patch"]),
                         ms_per_image_b64=ms, images_per_s_b64=1000 / ms, latency_ms_b1=b1_ms,
                         only_fine_right=counts["only_a_right"], only_this_right=counts["only_b_right"],
                         p_value=counts["p_value"]))

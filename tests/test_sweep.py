@@ -47,8 +47,8 @@ def test_every_point_is_the_served_model_at_that_setting_scored_against_the_fine
         macs = model_macs(model.with_settings(exit_threshold=None))
         if p["exit_threshold"] is None:
             assert p["macs_per_image"] == pytest.approx(macs["dcn"])
-        else:  # Exited images cost the coarse pass and the saliency only.
-            assert macs["coarse"] < p["macs_per_image"] < macs["dcn"]
+        else:  # An exited image costs the coarse model alone, a refined one the whole DCN.
+            assert p["macs_per_image"] == pytest.approx(macs["coarse"] + share * (macs["dcn"] - macs["coarse"]))
 
     table = sweep.format_markdown(results).splitlines()
     assert len(table) == 2 + 2 + 8 and table[2].startswith("| fine |")
