@@ -59,6 +59,14 @@ def _timings(model, b64, b1, repeats, xla):
             min(_time_ms(fn, b1, repeats) for fn in fns))
 
 
+def _litert_ms(model, b1, repeats):
+    """ms per batch-1 request of `model` as a LiteRT file (XNNPACK), best of 1 and 2 threads."""
+    if isinstance(model, DynamicCapacityNetwork):
+        model = model.with_settings(top_pass="full")  # The faster pass on LiteRT (docs/performance.md).
+    fns = benchmark.litert_fns(model, 1)
+    return min(_time_ms(fn, b1, repeats) for fn in fns.values())
+
+
 def _right(model, images, labels, batch_size=100):
     """Whether each image is right, for the refined and the coarse answer, and the coarse confidence."""
     refined, coarse, confidence = [], [], []
@@ -76,7 +84,8 @@ def _right(model, images, labels, batch_size=100):
 
 
 def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16), thresholds=THRESHOLDS,
-          saliencies=("entropy_gradient", "cam"), timing_batches=8, timing_images=32, repeats=6, log=print):
+          saliencies=("entropy_gradient", "cam"), timing_batches=8, timing_images=32, repeats=6, litert=False,
+          log=print):
     """Measures every operating point of the DCNs in `dcn_paths` against the fine model.
 
     Args:
@@ -88,11 +97,14 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
         timing_batches: int, test batches of 64 timed per point.
         timing_images: int, single-image requests timed per point.
         repeats: int, timed calls of each batch or request.
+        litert: bool, also time every model and point as a batch-1 LiteRT
+            file (`latency_ms_b1_litert`; DCNs with the full top pass).
 
     Returns:
         `{"references": {"fine": row, "coarse": row}, "points": [row, ...]}`;
         a row has `error`, `macs_per_image`, `ms_per_image_b64`,
-        `images_per_s_b64`, `latency_ms_b1` and, for points, `model`,
+        `images_per_s_b64`, `latency_ms_b1` (with `litert`, also
+        `latency_ms_b1_litert`) and, for points, `model`,
         `trained_saliency`, `saliency`, `k`, `exit_threshold`,
         `refined_share`, `only_fine_right`, `only_this_right`, `p_value`.
     """
@@ -113,6 +125,8 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
         ms, b1_ms = _timings(model, b64, b1, repeats, xla=True)
         references[name] = dict(model=path, error=float(1 - right.mean()), macs_per_image=None,
                                 ms_per_image_b64=ms, images_per_s_b64=1000 / ms, latency_ms_b1=b1_ms)
+        if litert:
+            references[name]["latency_ms_b1_litert"] = _litert_ms(model, b1, repeats)
         log(f"dcn_sweep: {name} {path}: error {100 * references[name]['error']:.2f}%, "
             f"{1000 / ms:.0f} images/s at batch 64, {b1_ms:.2f} ms at batch 1")
     points = []
@@ -145,6 +159,8 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
                         ms_per_image_b64=ms, images_per_s_b64=1000 / ms, latency_ms_b1=b1_ms,
                         only_fine_right=counts["only_a_right"], only_this_right=counts["only_b_right"],
                         p_value=counts["p_value"]))
+                    if litert:
+                        points[-1]["latency_ms_b1_litert"] = _litert_ms(served, b1, repeats)
                     log(f"dcn_sweep: {saliency} k={k} exit={t}: error {100 * points[-1]['error']:.2f}%, "
                         f"refined {100 * share:.0f}%, {1000 / ms:.0f} images/s, {b1_ms:.2f} ms at batch 1")
     return {"references": references, "points": points}
@@ -162,15 +178,22 @@ def format_markdown(results):
     """The sweep as a Markdown table: references, then every point."""
     refs = results["references"]
     fine = refs["fine"]
+    litert = "latency_ms_b1_litert" in fine
     lines = ["| model | saliency | k | exit threshold | test error % | refined % | MMAC/image | "
-             "images/s (b64) | x fine (b64) | ms (b1) | x fine (b1) | vs fine: only fine / only this (p) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "images/s (b64) | x fine (b64) | ms (b1) | x fine (b1) | "
+             + ("ms (b1, LiteRT) | x fine's best (b1) | " if litert else "")
+             + "vs fine: only fine / only this (p) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if litert else "") + "---|"]
 
     def line(name, saliency, k, t, r, share, versus):
         macs = f"{r['macs_per_image'] / 1e6:.1f}" if r.get("macs_per_image") else "-"
+        lite = ""
+        if litert:  # Against the fine model's best batch-1 time on any runtime.
+            best = min(fine["latency_ms_b1"], fine["latency_ms_b1_litert"])
+            lite = f"{r['latency_ms_b1_litert']:.2f} | {best / r['latency_ms_b1_litert']:.2f} | "
         lines.append(f"| {name} | {saliency} | {k} | {t} | {100 * r['error']:.2f} | {share} | {macs} | "
                      f"{r['images_per_s_b64']:.0f} | {fine['ms_per_image_b64'] / r['ms_per_image_b64']:.2f} | "
-                     f"{r['latency_ms_b1']:.2f} | {fine['latency_ms_b1'] / r['latency_ms_b1']:.2f} | {versus} |")
+                     f"{r['latency_ms_b1']:.2f} | {fine['latency_ms_b1'] / r['latency_ms_b1']:.2f} | {lite}{versus} |")
 
     for name, r in refs.items():
         line(name, "-", "-", "-", r, "-", "-")

@@ -22,6 +22,15 @@ def traced_ops(fn, *args):
     return tf.function(fn).get_concrete_function(*args).graph.get_operations()
 
 
+def traced_op_types(fn, *specs):
+    """The op types of `fn` traced on `specs`, those inside its branches and loops too."""
+    graph = tf.function(fn).get_concrete_function(*specs).graph.as_graph_def()
+    types = {node.op for node in graph.node}
+    for function in graph.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
 def saved_model_nodes(path):
     """Every node of a SavedModel's graphs and their functions."""
     saved = saved_model_pb2.SavedModel()

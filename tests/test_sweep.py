@@ -62,6 +62,19 @@ def test_every_point_is_the_served_model_at_that_setting_scored_against_the_fine
     assert [p["ms_per_image_b64"] for p in best] == sorted(p["ms_per_image_b64"] for p in best)
 
 
+def test_litert_times_every_model_and_point_at_batch_1(saved):
+    dcn, paths, images, labels = saved
+    split = float(np.median(coarse_confidence(dcn(images)["coarse_probabilities"]).numpy()))
+    results = sweep.sweep([paths["dcn"]], paths["fine"], images, labels, ks=(2,), thresholds=(None, split),
+                          saliencies=("entropy_gradient",), timing_batches=1, timing_images=2, repeats=1,
+                          litert=True, log=lambda *_: None)
+    rows = [results["references"]["fine"], *results["points"]]
+    assert len(rows) == 3 and all(r["latency_ms_b1_litert"] > 0 for r in rows)
+    table = sweep.format_markdown(results).splitlines()
+    assert "ms (b1, LiteRT) | x fine's best (b1)" in table[0]
+    assert all(line.count("|") == table[0].count("|") == 15 for line in table)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(thresholds=(1.5,)), "exit threshold 1.5 must be None"),
     (dict(saliencies=("attention",)), "saliency 'attention' is not one of"),

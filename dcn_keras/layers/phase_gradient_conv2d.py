@@ -114,7 +114,9 @@ def phase_kernel(kernel, stride):
     kh, kw, cin, cout = kernel.shape
     mh, mw = -(-kh // stride), -(-kw // stride)
     k = tf.pad(kernel, [[0, mh * stride - kh], [0, mw * stride - kw], [0, 0], [0, 0]])
-    k = tf.reverse(tf.reshape(k, [mh, stride, mw, stride, cin, cout]), [0, 2])
+    # One axis per reverse: LiteRT's REVERSE_V2 takes contiguous axes only
+    # (it runs when the kernel is not folded, e.g. inside a cond branch).
+    k = tf.reverse(tf.reverse(tf.reshape(k, [mh, stride, mw, stride, cin, cout]), [0]), [2])
     # [u, v, cout, row phase, col phase, cin]: depth_to_space's channel order.
     return tf.reshape(tf.transpose(k, [0, 2, 5, 1, 3, 4]), [mh, mw, cout, stride * stride * cin])
 

@@ -69,6 +69,12 @@ def litert_bytes(model, batch_size=1):
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} is not valid; it must be an integer >= 1.")
+    if (batch_size > 1 and getattr(model, "exit_threshold", None) is not None
+            and getattr(model, "saliency", None) == "entropy_gradient"):
+        raise ValueError(f"A LiteRT file of a DCN with exit_threshold={model.exit_threshold} and the entropy-"
+                         f"gradient saliency takes batch_size=1, not {batch_size}: its gradient on the images "
+                         "left to refine needs ops LiteRT has no builtin for. Use batch_size=1, "
+                         "saliency='cam', or no exit threshold.")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     spec = tf.TensorSpec([batch_size, *image_shape(model)], tf.float32, name="images")

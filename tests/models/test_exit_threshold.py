@@ -6,6 +6,7 @@ from dcn_keras.backend import keras
 from dcn_keras.models.objective import coarse_confidence
 from tests.helpers import preset_model
 from tests.helpers import random_images
+from tests.helpers import traced_op_types
 from tests.helpers import traced_ops
 
 
@@ -48,6 +49,22 @@ def test_a_batch_where_all_or_none_exit():
     assert nobody["refined"].all()
     np.testing.assert_allclose(nobody["probabilities"], plain["probabilities"], atol=1e-6)
     np.testing.assert_array_equal(nobody["locations"], plain["locations"])
+
+
+def test_a_fixed_single_image_takes_the_same_branch_without_gathering():
+    plain = preset_model()
+    images = random_images(6, seed=10)
+    gated = plain.with_settings(exit_threshold=float(np.median(_confidences(plain, images))))
+    batched = gated.predict(images, verbose=0)
+    one = tf.function(gated, input_signature=[tf.TensorSpec([1, 100, 100, 1], tf.float32)])
+    single = traced_op_types(gated, tf.TensorSpec([1, 100, 100, 1]))
+    assert "Where" not in single and "Where" in traced_op_types(gated, tf.TensorSpec([None, 100, 100, 1]))
+    for n in range(len(images)):
+        out = one(images[n:n + 1])
+        assert bool(out["refined"][0]) == batched["refined"][n]
+        np.testing.assert_allclose(out["probabilities"][0], batched["probabilities"][n], atol=1e-6)
+        np.testing.assert_array_equal(out["locations"][0], batched["locations"][n])
+        np.testing.assert_array_equal(out["patch_boxes"][0], batched["patch_boxes"][n])
 
 
 def test_the_fine_tower_runs_only_in_the_branch_for_unsure_images():

@@ -99,3 +99,27 @@ def test_bad_requests_and_settings_are_named(tmp_path):
     with pytest.raises(ValueError, match="batch_size=0 is not valid; it must be an integer >= 1"):
         export_litert(model, str(tmp_path / "b.tflite"), batch_size=0)
     assert os.listdir(tmp_path) == ["dcn.tflite"]
+
+
+def test_an_exit_threshold_runs_on_litert_at_batch_1_and_is_named_where_it_cannot(tmp_path):
+    plain = preset_model()
+    images = np.concatenate([random_images(3, seed=9), _real_canvases(5)])
+    confidence = plain.predict(images, verbose=0)["coarse_probabilities"].max(-1)
+    model = plain.with_settings(exit_threshold=float(np.median(confidence)))
+    path = export_litert(model, str(tmp_path / "exit.tflite"))
+    assert "refined" in interpreter(path).get_signature_list()["serving_default"]["outputs"]
+    assert not [op for op in _op_names(path) if op.startswith("Flex") or op == "CUSTOM"]
+    out, expected = litert_predict(path, images), model.predict(images, verbose=0)
+    assert 0 < expected["refined"].sum() < len(images)
+    np.testing.assert_array_equal(out["refined"], expected["refined"])
+    np.testing.assert_allclose(out["probabilities"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_array_equal(out["locations"], expected["locations"])
+    np.testing.assert_array_equal(out["patch_boxes"], expected["patch_boxes"])
+    with pytest.raises(ValueError, match="exit_threshold=.* and the entropy-gradient saliency takes "
+                                         "batch_size=1, not 4"):
+        export_litert(model, str(tmp_path / "b4.tflite"), batch_size=4)
+    cam = model.with_settings(saliency="cam")  # No gradient: a batch of 4 converts.
+    four = export_litert(cam, str(tmp_path / "cam4.tflite"), batch_size=4)
+    np.testing.assert_allclose(litert_predict(four, images)["probabilities"],
+                               cam.predict(images, verbose=0)["probabilities"], atol=1e-5)
+    assert sorted(os.listdir(tmp_path)) == ["cam4.tflite", "exit.tflite"]
