@@ -71,9 +71,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
     assert not np.array_equal(a[0], c[0])
 
 
-def test_loader_serves_the_svhn_preset_shape_from_the_test_digits():
+def test_loader_serves_the_svhn_positional_preset_from_the_test_digits():
     data, info = load_dataset("mnist_numbers", "test", digits="embedded", examples_per_digit=1)
-    assert info.image_shape == (64, 64, 3) and info.preset == "svhn" and info.num_examples == 1000
+    assert info.image_shape == (64, 64, 3) and info.preset == "svhn_positional" and info.num_examples == 1000
     assert "embedded" in info.source
     test_digits, _ = cluttered_mnist.embedded_digits("test")
     images, labels = next(iter(data.batch(1000)))
