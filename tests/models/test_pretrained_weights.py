@@ -10,11 +10,13 @@ from dcn_keras.datasets import cluttered_mnist
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.parametrize("weights, saved_model", [("pretrained", "cluttered_mnist_dcn"),
-                                                   ("pretrained_full_mnist", "cluttered_mnist_full_dcn")])
-def test_pretrained_weights_predict_as_the_shipped_saved_model(weights, saved_model):
+@pytest.mark.parametrize("preset, weights, saved_model", [
+    ("cluttered_mnist", "pretrained", "cluttered_mnist_dcn"),
+    ("cluttered_mnist", "pretrained_full_mnist", "cluttered_mnist_full_dcn"),
+    ("cluttered_mnist_fast", "pretrained", "cluttered_mnist_fast_dcn")])
+def test_pretrained_weights_predict_as_the_shipped_saved_model(preset, weights, saved_model):
     shipped = os.path.join(ROOT, "saved_models", saved_model, "1")
-    model = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist", weights=weights)
+    model = dcn_keras.DynamicCapacityNetwork.from_preset(preset, weights=weights)
     canvases = cluttered_mnist.split_canvases("test", "embedded")[0][:128]
     images = canvases.astype(np.float32) / 255.0
     served = tf.saved_model.load(shipped).signatures["serving_default"](images=tf.constant(images))
@@ -23,14 +25,18 @@ def test_pretrained_weights_predict_as_the_shipped_saved_model(weights, saved_mo
     np.testing.assert_allclose(out["probabilities"], served["probabilities"], atol=1e-6)
     np.testing.assert_allclose(out["coarse_probabilities"], served["coarse_probabilities"], atol=1e-6)
     np.testing.assert_array_equal(out["locations"], served["locations"])
+    if model.exit_threshold is not None:  # The export keeps the preset's early exit.
+        np.testing.assert_array_equal(out["refined"], served["refined"].numpy())
+        assert 0 < out["refined"].sum() < len(images)
     # Trained weights, not the random ones weights=None gives.
     fresh = dcn_keras.DynamicCapacityNetwork.from_preset("cluttered_mnist")
     assert not np.allclose(fresh.predict(images[:4], verbose=0)["probabilities"], out["probabilities"][:4])
 
 
 def test_pretrained_weights_files_are_small():
-    for name in ("pretrained", "pretrained_full_mnist"):
-        assert os.path.getsize(dcn_keras.presets.weights_path("cluttered_mnist", name)) < 2**20
+    for preset, names in dcn_keras.presets.PRETRAINED.items():
+        for name in names:
+            assert os.path.getsize(dcn_keras.presets.weights_path(preset, name)) < 2**20
 
 
 def test_weights_from_a_file_and_overrides(tmp_path):
@@ -58,5 +64,5 @@ def test_bad_weights_are_named(weights, message):
 
 def test_a_preset_without_pretrained_weights_says_which_have_them():
     with pytest.raises(ValueError, match="Preset 'svhn' has no 'pretrained' weights; its shipped weights: none; "
-                                         "presets with 'pretrained': \\['cluttered_mnist'\\]"):
+                                         "presets with 'pretrained': \\['cluttered_mnist', 'cluttered_mnist_fast'\\]"):
         dcn_keras.DynamicCapacityNetwork.from_preset("svhn", weights="pretrained")
