@@ -93,13 +93,19 @@ def svhn_towers(features=48, max_digits=5):
     head (classes 0-5) and `digit_1`..`digit_5` heads (classes 0-9, and 10
     for "no digit").
     """
+    return _svhn_towers(features, max_digits, layers.GlobalMaxPooling2D(name="top_pool"))
+
+
+def _svhn_towers(features, max_digits, pool):
+    # The svhn coarse and fine towers, and a top whose conv map goes through `pool`.
     x = keras.Input((None, None, 3), name="images")
     h = _conv(24, 5, strides=2, name="coarse_conv1")(x)
     h = _conv(features, 3, strides=2, name="coarse_conv2")(h)
     coarse = keras.Model(x, h, name="coarse")
     grid = keras.Input((None, None, features), name="grid")
-    h = _top_conv(96, 3)(grid)
-    h = layers.GlobalMaxPooling2D(name="top_pool")(h)
+    h = pool(_top_conv(96, 3)(grid))
+    if len(h.shape) > 2:  # A pool that keeps positions: flatten them into the dense layer.
+        h = layers.Flatten(name="top_flatten")(h)
     h = layers.Dense(192, activation="relu", name="top_dense")(h)
     heads = {"length": layers.Dense(max_digits + 1, name="length")(h)}
     for i in range(1, max_digits + 1):
@@ -125,16 +131,7 @@ def svhn_positional_towers(features=48, max_digits=5, columns=6, rows=2):
     CAM saliency needs a global pool, so this top takes the entropy
     gradient only.
     """
-    towers = svhn_towers(features, max_digits)
-    grid = keras.Input((None, None, features), name="grid")
-    h = _top_conv(96, 3)(grid)
-    h = BandMaxPooling2D((rows, columns), name="top_pool")(h)
-    h = layers.Flatten(name="top_flatten")(h)
-    h = layers.Dense(192, activation="relu", name="top_dense")(h)
-    heads = {"length": layers.Dense(max_digits + 1, name="length")(h)}
-    for i in range(1, max_digits + 1):
-        heads[f"digit_{i}"] = layers.Dense(11, name=f"digit_{i}")(h)
-    return dict(towers, top=keras.Model(grid, heads, name="top"))
+    return _svhn_towers(features, max_digits, BandMaxPooling2D((rows, columns), name="top_pool"))
 
 
 def svhn_positional():
