@@ -117,7 +117,8 @@ def figure(images, outputs, names=None, labels=None):
     images = np.asarray(images, np.float32)
     count, height, width = images.shape[:3]
     saliency, boxes = np.asarray(outputs["saliency"]), np.asarray(outputs["patch_boxes"])
-    extent = _cell_extent(saliency, boxes, np.asarray(outputs["locations"]), height, width)
+    locations = np.asarray(outputs["locations"])
+    extent = _cell_extent(saliency, boxes, locations, height, width)
     fig, axes = plt.subplots(count, 2, figsize=(7.2, 3.3 * count), squeeze=False)
     for n, (coarse, refined) in enumerate(_rows(outputs, count)):
         picture, heat = axes[n]
@@ -127,7 +128,9 @@ def figure(images, outputs, names=None, labels=None):
         mapped = heat.imshow(saliency[n], cmap="viridis", extent=extent, interpolation="nearest")
         fig.colorbar(mapped, ax=heat, fraction=0.046, pad=0.04, label="saliency")
         for axis in (picture, heat):
-            for top, left, bottom, right in boxes[n][boxes[n][:, 0] >= 0]:
+            # Locations, not boxes, tell an exited image (-1): a patch at the
+            # image's edge has a box that starts below 0.
+            for top, left, bottom, right in boxes[n][locations[n][:, 0] >= 0]:
                 axis.add_patch(plt.Rectangle((left, top), right - left, bottom - top, fill=False,
                                              edgecolor=_BOX_COLOUR, linewidth=1.2))
             axis.set_xlim(0, width)
@@ -136,7 +139,7 @@ def figure(images, outputs, names=None, labels=None):
             axis.set_yticks([])
         picture.set_title(title(names[n] if names else None, coarse, refined,
                                 labels[n] if labels is not None else None), fontsize=9, loc="left")
-        chosen = int((boxes[n][:, 0] >= 0).sum())
+        chosen = int((locations[n][:, 0] >= 0).sum())
         heat.set_title(f"saliency, {chosen} patches" if chosen else "exited: coarse answer, no patch",
                        fontsize=9)
     fig.tight_layout()

@@ -65,3 +65,13 @@ def test_an_image_that_exited_early_is_drawn_without_patches():
         one = pictures.render(images[n:n + 1], {k: v[n:n + 1] for k, v in out.items()})
         return ((one[..., 0] > 200) & (one[..., 1] < 60) & (one[..., 2] < 60)).sum()
     assert red_pixels(exited) == 0 and red_pixels(kept) > 100
+
+
+def test_a_patch_at_the_image_edge_is_drawn_even_though_its_box_starts_below_zero():
+    model = preset_model()
+    images = random_images(1, seed=4)
+    out = {k: np.array(v) for k, v in model.predict(images, verbose=0).items()}
+    out["locations"][0, 0], out["patch_boxes"][0, 0] = (0, 0), (-2, -2, 12, 12)  # Cell (0, 0)'s patch.
+    fig = pictures.figure(images, out)
+    assert fig.axes[1].get_title() == "saliency, 8 patches"
+    assert len(fig.axes[0].patches) == 8
