@@ -296,35 +296,29 @@ class DynamicCapacityNetwork(keras.Model):
         rows, cols = self.geometry.grid_shape
         saliency = tf.zeros([batch, rows, cols], tf.float32)
         locations = tf.fill([batch, self.num_patches, 2], -1)
-        cast = lambda whole, part: tf.cast(part, whole.dtype)  # noqa: E731
         if images.shape[0] == 1:
             # A fixed single image (a LiteRT file, a batch-1 trace) is refined
             # whole: no gather or scatter, and static shapes, so the saliency's
             # gradient has no shape ops (LiteRT has no BroadcastGradientArgs).
-            def refined():
-                scored, chosen = self._score(grid, training=False)
-                logits = self._refine(images, grid, scored.get("pre_activation"), chosen,
-                                      training=False)["logits"]
-                return tf.nest.map_structure(cast, coarse, logits), scored["saliency"], chosen
-
-            logits, saliency, locations = tf.cond(
-                refine[0], refined, lambda: (coarse, saliency, locations))
+            pick = lambda t: t  # noqa: E731
+            put = lambda whole, part: tf.cast(part, whole.dtype)  # noqa: E731
+            any_refined = refine[0]
         else:
             index = tf.where(refine)
+            pick = lambda t: tf.gather_nd(t, index)  # noqa: E731
+            put = lambda whole, part: tf.tensor_scatter_nd_update(  # noqa: E731
+                whole, index, tf.cast(part, whole.dtype))
+            any_refined = tf.size(index) > 0
 
-            def refined():
-                pick = lambda t: tf.gather_nd(t, index)  # noqa: E731
-                subset = pick(grid)
-                scored, chosen = self._score(subset, training=False)
-                logits = self._refine(pick(images), subset, scored.get("pre_activation"), chosen,
-                                      training=False)["logits"]
-                put = lambda whole, part: tf.tensor_scatter_nd_update(  # noqa: E731
-                    whole, index, cast(whole, part))
-                return (tf.nest.map_structure(put, coarse, logits), put(saliency, scored["saliency"]),
-                        put(locations, chosen))
+        def refined():
+            subset = pick(grid)
+            scored, chosen = self._score(subset, training=False)
+            logits = self._refine(pick(images), subset, scored.get("pre_activation"), chosen,
+                                  training=False)["logits"]
+            return (tf.nest.map_structure(put, coarse, logits), put(saliency, scored["saliency"]),
+                    put(locations, chosen))
 
-            logits, saliency, locations = tf.cond(
-                tf.size(index) > 0, refined, lambda: (coarse, saliency, locations))
+        logits, saliency, locations = tf.cond(any_refined, refined, lambda: (coarse, saliency, locations))
         return {"logits": logits, "coarse_logits": coarse, "saliency": saliency,
                 "locations": locations, "refined": refine}
 
