@@ -64,16 +64,17 @@ LITERT_THREADS = {1: (1, 2), None: (2,)}  # Batch 1: one and two threads; larger
 def litert_fns(model, batch):
     """`{"litert<threads>": fn}` for `model` as a LiteRT file at `batch`, fn images -> probabilities.
 
-    Builtin ops only, XNNPACK (`serving.litert`); fns take NumPy images.
+    Builtin ops only, XNNPACK (`serving.litert`); fns take NumPy images. A
+    DCN with an exit threshold runs as its two-stage file (`LiteRTModel`).
     """
-    from dcn_keras.serving.litert import interpreter
     from dcn_keras.serving.litert import litert_bytes
+    from dcn_keras.serving.litert_model import LiteRTModel
 
     data = litert_bytes(model, batch)
     fns = {}
     for threads in LITERT_THREADS.get(batch, LITERT_THREADS[None]):
-        runner = interpreter(data, num_threads=threads).get_signature_runner("serving_default")
-        fns[f"litert{threads}"] = lambda x, run=runner: run(images=x)["probabilities"]
+        run = LiteRTModel(data, num_threads=threads)
+        fns[f"litert{threads}"] = lambda x, run=run: run(x)["probabilities"]
     return fns
 
 

@@ -15,12 +15,12 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
 from absl import logging
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.io_utils import atomic_path
+from dcn_keras.models.objective import coarse_confidence
 from dcn_keras.serving.export import flat_outputs
 from dcn_keras.serving.export import image_shape
 
@@ -63,42 +63,36 @@ def _all_layers(model):
 def litert_bytes(model, batch_size=1):
     """The `.tflite` flatbuffer of `model`'s inference at `batch_size`, builtin ops only.
 
+    A DCN with an exit threshold becomes a two-stage file (`export_litert`).
+
     Raises:
         ValueError: a bad `batch_size`, or the model needs an op LiteRT has
             no builtin for (named in the message).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} is not valid; it must be an integer >= 1.")
-    if (batch_size > 1 and getattr(model, "exit_threshold", None) is not None
-            and getattr(model, "saliency", None) == "entropy_gradient"):
-        raise ValueError(f"A LiteRT file of a DCN with exit_threshold={model.exit_threshold} and the entropy-"
-                         f"gradient saliency takes batch_size=1, not {batch_size}: its gradient on the images "
-                         "left to refine needs ops LiteRT has no builtin for. Use batch_size=1, "
-                         "saliency='cam', or no exit threshold.")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     spec = tf.TensorSpec([batch_size, *image_shape(model)], tf.float32, name="images")
-    with _select_relu_gradients(model):
-        # No `number` string: LiteRT builtins have no string joins (its heads stay).
-        traced = tf.function(lambda images: flat_outputs(model, images, numbers=False)).get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(traced)
-    names = sorted(traced.structured_outputs)  # The frozen function returns them in this order.
+    stages = _stages(model)
+    signatures = {}
+    for key, (traced_model, fn) in stages.items():
+        with _select_relu_gradients(traced_model):
+            traced = tf.function(fn).get_concrete_function(spec)
+        signatures[key] = _serving_function(convert_variables_to_constants_v2(traced),
+                                            sorted(traced.structured_outputs), spec)
 
-    @tf.function(input_signature=[spec])
-    def serve(images):
-        return dict(zip(names, frozen(images)))
-
-    # Through a SavedModel: the converter names the signature's input and
+    # Through a SavedModel: the converter names the signatures' inputs and
     # outputs only when it reads them from one.
     directory = tempfile.mkdtemp(prefix="dcn_litert_")
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)  # The temporary SavedModel's save and load chatter.
     try:
         module = tf.Module()
-        module.serve = serve
-        tf.saved_model.save(module, directory, signatures={"serving_default": serve.get_concrete_function()},
+        module.stages = signatures  # Tracked, so the functions are saved.
+        tf.saved_model.save(module, directory, signatures={k: f.get_concrete_function() for k, f in signatures.items()},
                             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(signatures))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         try:
             return converter.convert()
@@ -111,6 +105,36 @@ def litert_bytes(model, batch_size=1):
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _stages(model):
+    # `{signature: (model traced, fn images -> flat outputs)}`. An exit
+    # threshold splits the pass in two (the caller decides between them):
+    # inside one graph, LiteRT runs the refinement's conditional branch
+    # outside XNNPACK and the DCN gets slower than without an exit
+    # (docs/performance.md).
+    # No `number` string anywhere: LiteRT builtins have no string joins (its heads stay).
+    threshold = getattr(model, "exit_threshold", None)
+    if threshold is None:
+        return {"serving_default": (model, lambda images: flat_outputs(model, images, numbers=False))}
+    coarse, refine = model.coarse_only_model(), model.with_settings(exit_threshold=None)
+
+    def first(images):
+        flat = flat_outputs(coarse, images, numbers=False)
+        heads = {k: v for k, v in flat.items() if k.split("_")[0] == "probabilities"}
+        flat["exit"] = coarse_confidence(heads) >= threshold
+        return flat
+
+    return {"coarse": (coarse, first),
+            "refine": (refine, lambda images: flat_outputs(refine, images, numbers=False))}
+
+
+def _serving_function(frozen, names, spec):
+    @tf.function(input_signature=[spec])
+    def serve(images):
+        return dict(zip(names, frozen(images)))  # The frozen function returns them in `names`' order.
+
+    return serve
+
+
 def export_litert(model, path, batch_size=1):
     """Writes `model`'s inference as a LiteRT `.tflite` file at `path`, atomically; returns `path`.
 
@@ -119,6 +143,15 @@ def export_litert(model, path, batch_size=1):
     (`probabilities`, `classes`, `coarse_probabilities`, `saliency`,
     `locations`, `patch_boxes`; a baseline: `probabilities`, `classes`).
     Weights are frozen in; only builtin ops are used (no Flex/Select ops).
+
+    A DCN with an exit threshold is a two-stage file instead, for a caller
+    that runs the second stage only where it is needed (`LiteRTModel` does):
+    signature `coarse` gives the coarse model's `probabilities` and
+    `classes` and `exit` (bool `[batch]`: the coarse confidence is at least
+    the threshold; for several heads, the product of their top
+    probabilities), and for the images that do not exit, signature
+    `refine` gives the DCN's outputs without a threshold. The two share
+    their weights in the file.
 
     Args:
         model: a DCN or a baseline (`fine_only_model()`, `coarse_only_model()`).
@@ -150,43 +183,3 @@ def interpreter(path_or_bytes, num_threads=None):
     result = Interpreter(**source, num_threads=num_threads)
     result.allocate_tensors()
     return result
-
-
-def litert_predict(path, images, num_threads=None):
-    """Runs a `.tflite` file of `export_litert` on images; returns its outputs by name.
-
-    Any number of images: they go through the file's fixed batch in chunks
-    (the last one padded and cut back).
-
-    Args:
-        path: str, the `.tflite` file.
-        images: float array `[n, H, W, C]` in [0, 1].
-        num_threads: int or None, the interpreter's threads.
-
-    Raises:
-        FileNotFoundError: no file at `path`.
-        ValueError: images of another shape or dtype than the file takes,
-            values outside [0, 1], or no images.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such .tflite file.")
-    runner = interpreter(path, num_threads).get_signature_runner("serving_default")
-    (spec,) = runner.get_input_details().values()
-    batch, *file_shape = [int(d) for d in spec["shape"]]
-    expected = f"float32 images of shape [batch, {', '.join(map(str, file_shape))}] in [0, 1]"
-    images = np.asarray(images)
-    if images.dtype.kind != "f":
-        raise ValueError(f"Expected {expected}; got dtype {images.dtype}.")
-    if images.ndim != 4 or list(images.shape[1:]) != file_shape:
-        raise ValueError(f"Expected {expected}; got shape {list(images.shape)}.")
-    if len(images) == 0:
-        raise ValueError("Expected at least one image; got an empty batch.")
-    if images.min() < 0 or images.max() > 1:
-        raise ValueError(f"Expected {expected}; got values in [{images.min():g}, {images.max():g}].")
-    images = images.astype(np.float32)
-    chunks = []
-    for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *file_shape), np.float32)])
-        chunks.append({k: v[:len(chunk)] for k, v in runner(images=padded).items()})
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

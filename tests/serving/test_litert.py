@@ -6,6 +6,7 @@ import pytest
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.workflows import export_from
 from dcn_keras.serving import export_litert
+from dcn_keras.serving import LiteRTModel
 from dcn_keras.serving import litert_predict
 from dcn_keras.serving.litert import interpreter
 from tests.helpers import preset_model
@@ -101,25 +102,36 @@ def test_bad_requests_and_settings_are_named(tmp_path):
     assert os.listdir(tmp_path) == ["dcn.tflite"]
 
 
-def test_an_exit_threshold_runs_on_litert_at_batch_1_and_is_named_where_it_cannot(tmp_path):
+def test_an_exit_threshold_makes_a_two_stage_file_that_refines_only_what_does_not_exit(tmp_path):
     plain = preset_model()
     images = np.concatenate([random_images(3, seed=9), _real_canvases(5)])
-    confidence = plain.predict(images, verbose=0)["coarse_probabilities"].max(-1)
-    model = plain.with_settings(exit_threshold=float(np.median(confidence)))
+    confidence = np.sort(plain.predict(images, verbose=0)["coarse_probabilities"].max(-1))
+    # Midway between two confidences, so LiteRT's rounding cannot move an image across.
+    model = plain.with_settings(exit_threshold=float(confidence[3:5].mean()))
     path = export_litert(model, str(tmp_path / "exit.tflite"))
-    assert "refined" in interpreter(path).get_signature_list()["serving_default"]["outputs"]
-    assert not [op for op in _op_names(path) if op.startswith("Flex") or op == "CUSTOM"]
-    out, expected = litert_predict(path, images), model.predict(images, verbose=0)
+    signatures = interpreter(path).get_signature_list()
+    assert signatures == {
+        "coarse": {"inputs": ["images"], "outputs": ["classes", "exit", "probabilities"]},
+        "refine": {"inputs": ["images"], "outputs": [
+            "classes", "coarse_probabilities", "locations", "patch_boxes", "probabilities", "saliency"]}}
+    assert not [op for op in _op_names(path) if op.startswith("Flex") or op in ("CUSTOM", "IF")]
+    expected = model.predict(images, verbose=0)
     assert 0 < expected["refined"].sum() < len(images)
-    np.testing.assert_array_equal(out["refined"], expected["refined"])
-    np.testing.assert_allclose(out["probabilities"], expected["probabilities"], atol=1e-5)
-    np.testing.assert_array_equal(out["locations"], expected["locations"])
-    np.testing.assert_array_equal(out["patch_boxes"], expected["patch_boxes"])
-    with pytest.raises(ValueError, match="exit_threshold=.* and the entropy-gradient saliency takes "
-                                         "batch_size=1, not 4"):
-        export_litert(model, str(tmp_path / "b4.tflite"), batch_size=4)
-    cam = model.with_settings(saliency="cam")  # No gradient: a batch of 4 converts.
-    four = export_litert(cam, str(tmp_path / "cam4.tflite"), batch_size=4)
-    np.testing.assert_allclose(litert_predict(four, images)["probabilities"],
-                               cam.predict(images, verbose=0)["probabilities"], atol=1e-5)
-    assert sorted(os.listdir(tmp_path)) == ["cam4.tflite", "exit.tflite"]
+    for batch_size in (1, 3):  # A batch of 3: the refined images are packed, the last chunk padded.
+        out = litert_predict(export_litert(model, str(tmp_path / f"b{batch_size}.tflite"), batch_size), images)
+        assert sorted(out) == sorted([*expected, "classes"])
+        np.testing.assert_array_equal(out["refined"], expected["refined"])
+        for key in ("probabilities", "coarse_probabilities", "saliency"):
+            np.testing.assert_allclose(out[key], expected[key], atol=1e-5, err_msg=key)
+        np.testing.assert_array_equal(out["classes"], expected["probabilities"].argmax(-1))
+        for key in ("locations", "patch_boxes"):
+            np.testing.assert_array_equal(out[key], expected[key], err_msg=key)
+    file = LiteRTModel(path)
+    assert file.two_stage and file.batch_size == 1
+    for threshold, refined in ((1.0, len(images)), (1e-6, 0)):  # None exit; all exit.
+        out = litert_predict(export_litert(plain.with_settings(exit_threshold=threshold),
+                                           str(tmp_path / "edge.tflite")), images)
+        assert out["refined"].sum() == refined
+    np.testing.assert_allclose(out["probabilities"], out["coarse_probabilities"])
+    assert (out["locations"] == -1).all() and (out["saliency"] == 0).all()
+    np.testing.assert_allclose(out["probabilities"], expected["coarse_probabilities"], atol=1e-5)
