@@ -16,6 +16,7 @@ MODELS = ("dcn", "fine", "coarse")
 MNIST_DATASETS = ("cluttered_mnist", "mnist_numbers")  # Made of MNIST digits: --digits, --mnist_dir.
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+FREEZABLE = ("coarse", "fine", "top")  # The sub-networks `init_from` copies.
 
 
 def _check_choice(name, value, allowed):
@@ -83,6 +84,10 @@ class TrainConfig:
         init_from: str or None, a `.keras` model (a DCN or a baseline) whose
             coarse tower, fine tower and top network start this run wherever
             it has them (`trainer.initialize_from`). Defaults to None.
+        freeze: tuple of str, sub-networks that keep their `init_from`
+            weights: any of `"coarse"`, `"fine"`, `"top"` but not all
+            (e.g. `("fine", "top")`: only the coarse tower learns, from the
+            cross-entropies and the hint). Defaults to `()`.
         dtype_policy: str, the Keras dtype policy the model is built under:
             `"float32"` (default), `"mixed_float16"` (with loss scaling) or
             `"mixed_bfloat16"`; variables, entropy, saliency and losses stay
@@ -114,6 +119,7 @@ class TrainConfig:
     svhn_crop: str = "whole"
     verbose: object = "auto"
     init_from: Optional[str] = None
+    freeze: tuple = ()
     dtype_policy: str = "float32"
 
     def __post_init__(self):
@@ -154,6 +160,15 @@ class TrainConfig:
                 "(keras-team/keras#20585).")
         if self.init_from is not None and not str(self.init_from).endswith(".keras"):
             raise ValueError(f"--init_from={self.init_from!r} is not valid; it must name a .keras file.")
+        object.__setattr__(self, "freeze", tuple(self.freeze or ()))
+        for part in self.freeze:
+            _check_choice("freeze", part, FREEZABLE)
+        if len(set(self.freeze)) != len(self.freeze) or set(self.freeze) == set(FREEZABLE):
+            raise ValueError(f"--freeze={','.join(self.freeze)} is not valid; name each of "
+                             f"{', '.join(FREEZABLE)} at most once, and not all of them (nothing would learn).")
+        if self.freeze and self.init_from is None:
+            raise ValueError(f"--freeze={','.join(self.freeze)} keeps weights from --init_from; give --init_from "
+                             "(frozen random weights would never learn).")
         if not self.model_dir:
             raise ValueError("--model_dir must name a directory.")
 

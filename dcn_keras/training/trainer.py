@@ -18,9 +18,10 @@ from dcn_keras.models.loading import check_keras_file
 from dcn_keras.models.loading import global_dtype_policy
 from dcn_keras.models.objective import labels_per_head
 from dcn_keras.models.objective import per_example_ce_and_correct
+from dcn_keras.training.train_config import FREEZABLE
 
 _NUM_LOGGED_IMAGES = 4
-_PARTS = ("coarse", "fine", "top")
+_PARTS = FREEZABLE
 
 
 def make_strategy(name):
@@ -170,6 +171,23 @@ def initialize_from(model, path):
     return copied
 
 
+def freeze(model, parts, copied):
+    """Makes `parts` of `model` (sub-networks `initialize_from` copied) non-trainable.
+
+    Before the first step, so the optimizer never holds their variables.
+    The saved model keeps them frozen, as they were trained.
+
+    Raises:
+        ValueError: a part that was not copied from `--init_from`.
+    """
+    missing = [part for part in parts if part not in copied]
+    if missing:
+        raise ValueError(f"--freeze={','.join(parts)}: {', '.join(missing)} did not come from --init_from "
+                         f"(it gave {', '.join(copied)}), so frozen it would keep random weights.")
+    for part in parts:
+        model.get_layer(part).trainable = False
+
+
 def _whole_number_error(model, dataset):
     """Error of a several-head baseline: an example is right when all its heads are."""
     right = []
@@ -221,6 +239,9 @@ def train(config, callbacks=(), print_fn=print, export=None):
         if config.init_from:
             copied = initialize_from(model, config.init_from)
             print_fn(f"dcn_train: {', '.join(copied)} initialized from {config.init_from}")
+        if config.freeze:
+            freeze(model, config.freeze, copied)
+            print_fn(f"dcn_train: {', '.join(config.freeze)} frozen (not trained)")
     resolved = {"config": config.to_dict(), "preset": config.preset or info.preset,
                 "image_shape": list(info.image_shape), "replicas": strategy.num_replicas_in_sync}
     if config.model == "dcn":

@@ -152,6 +152,10 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
         (dict(init_from="runs/dcn/export/1"), "--init_from='runs/dcn/export/1'.*a .keras file"),
         (dict(verbose="3"), "--verbose='3' is not valid; choose one of: auto, 0, 1, 2"),
         (dict(saliency="grad"), "--saliency='grad' is not valid; choose one of: entropy_gradient, cam, cam_top_class"),
+        (dict(init_from="f.keras", freeze=["head"]), "--freeze='head' is not valid; choose one of: coarse, fine, top"),
+        (dict(init_from="f.keras", freeze=["fine", "top", "coarse"]), "--freeze=fine,top,coarse.*not all"),
+        (dict(init_from="f.keras", freeze=["fine", "fine"]), "--freeze=fine,fine.*at most once"),
+        (dict(freeze=["fine"]), "--freeze=fine keeps weights from --init_from; give --init_from"),
     ],
 )
 def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, message):
@@ -253,6 +257,29 @@ def test_a_run_starts_from_init_from_and_records_it(tmp_path):
     assert f"dcn_train: fine, top initialized from {tmp_path / 'fine.keras'}" in lines
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resolved["config"]["init_from"] == str(tmp_path / "fine.keras")
+
+
+def test_frozen_parts_keep_their_init_from_weights_and_the_rest_learns(tmp_path):
+    source = preset_model()
+    source.save(tmp_path / "dcn.keras")  # All three parts start from it; two stay.
+    source.fine_only_model().save(tmp_path / "fine.keras")
+    lines = []
+    train(_config(tmp_path, epochs=1, steps_per_epoch=2, init_from=str(tmp_path / "dcn.keras"),
+                  freeze=["fine", "top"]), print_fn=lines.append)
+    assert "dcn_train: fine, top frozen (not trained)" in lines
+    trained = keras.models.load_model(tmp_path / "run" / "model.keras", compile=False)
+    for part in ("fine", "top"):
+        for before, after in zip(source.get_layer(part).get_weights(), trained.get_layer(part).get_weights()):
+            np.testing.assert_array_equal(before, after)
+    coarse_moved = [not np.array_equal(a, b) for a, b in zip(source.get_layer("coarse").get_weights(),
+                                                             trained.get_layer("coarse").get_weights())]
+    assert any(coarse_moved)
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert resolved["config"]["freeze"] == ["fine", "top"]
+    with pytest.raises(ValueError, match="--freeze=coarse: coarse did not come from --init_from "
+                                         "\\(it gave fine, top\\)"):
+        train(_config(tmp_path, epochs=1, steps_per_epoch=1, init_from=str(tmp_path / "fine.keras"),
+                      freeze=["coarse"], model_dir=str(tmp_path / "other")), print_fn=lines.append)
 
 
 def test_a_missing_init_from_fails_before_the_data_is_loaded(tmp_path):
