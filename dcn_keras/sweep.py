@@ -49,6 +49,19 @@ def _time_ms(fn, batches, repeats):
     return 1000 * float(np.mean([medians[i] / len(b) for i, b in enumerate(batches)]))
 
 
+def _requests(images, refine, count):
+    """`count` single-image requests with the test set's share of refined images.
+
+    The time of an image depends on whether it is refined, so the requests
+    take the share of the whole test set rather than that of its first images.
+    """
+    refined, exited = np.flatnonzero(refine), np.flatnonzero(~refine)
+    count = min(count, len(images))
+    take = min(len(refined), max(int(round(refine.mean() * count)), 1 if len(refined) else 0))
+    chosen = np.concatenate([refined[:take], exited[:count - take]])
+    return [images[i:i + 1] for i in np.sort(chosen)]
+
+
 def _timings(model, b64, b1, repeats, xla):
     """`(ms per image at batch 64, ms per batch-1 request)`, best of graph and (baselines) XLA."""
     if isinstance(model, DynamicCapacityNetwork):
@@ -95,7 +108,8 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
         coarse_path: str or None, the coarse model's `.keras` file, shown as a point.
         ks, thresholds, saliencies: the grid (a threshold None: never exit).
         timing_batches: int, test batches of 64 timed per point.
-        timing_images: int, single-image requests timed per point.
+        timing_images: int, single-image requests timed per point (with an
+            exit threshold, refined and exited in the test set's proportion).
         repeats: int, timed calls of each batch or request.
         litert: bool, also time every model and point as a batch-1 LiteRT
             file (`latency_ms_b1_litert`; DCNs with the full top pass).
@@ -147,7 +161,8 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
                     refine = np.ones(len(images), bool) if t is None else confidence < t
                     right = np.where(refine, refined_right, coarse_right)
                     served = model if t is None else model.with_settings(exit_threshold=t)
-                    ms, b1_ms = _timings(served, b64, b1, repeats, xla=False)
+                    requests = b1 if t is None else _requests(images, refine, len(b1))
+                    ms, b1_ms = _timings(served, b64, requests, repeats, xla=False)
                     share = float(refine.mean())
                     counts = paired_counts(fine_right, right)
                     points.append(dict(
@@ -160,7 +175,7 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
                         only_fine_right=counts["only_a_right"], only_this_right=counts["only_b_right"],
                         p_value=counts["p_value"]))
                     if litert:
-                        points[-1]["latency_ms_b1_litert"] = _litert_ms(served, b1, repeats)
+                        points[-1]["latency_ms_b1_litert"] = _litert_ms(served, requests, repeats)
                     log(f"dcn_sweep: {saliency} k={k} exit={t}: error {100 * points[-1]['error']:.2f}%, "
                         f"refined {100 * share:.0f}%, {1000 / ms:.0f} images/s, {b1_ms:.2f} ms at batch 1")
     return {"references": references, "points": points}

@@ -90,3 +90,14 @@ def test_a_dcn_given_as_the_fine_model_is_named(saved):
     _, paths, images, labels = saved
     with pytest.raises(ValueError, match="is a DCN; expected a baseline"):
         sweep.sweep([paths["dcn"]], paths["dcn"], images, labels, repeats=1, log=lambda *_: None)
+
+
+def test_single_image_requests_keep_the_test_sets_share_of_refined_images():
+    images = np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1)
+    refine = np.zeros(40, bool)
+    refine[30:] = True  # A quarter, all at the end: the first images alone would have none.
+    requests = sweep._requests(images, refine, 8)
+    picked = [int(r[0, 0, 0, 0]) for r in requests]
+    assert len(picked) == 8 and sum(refine[picked]) == 2
+    assert sum(refine[[int(r[0, 0, 0, 0]) for r in sweep._requests(images, np.zeros(40, bool), 8)]]) == 0
+    assert len(sweep._requests(images[:3], refine[:3], 8)) == 3
