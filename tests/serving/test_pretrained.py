@@ -74,3 +74,26 @@ def test_shipped_litert_file_scores_as_the_saved_model():
     # differs between runtimes on a few images; the others choose the very same cells.
     same = (out["locations"] == served["locations"].numpy()).all(axis=(1, 2))
     assert same.mean() > 0.95
+
+
+def test_shipped_fast_litert_file_is_the_fast_preset_in_two_stages():
+    import numpy as np
+
+    from dcn_keras.datasets import cluttered_mnist
+    from dcn_keras.models import DynamicCapacityNetwork
+    from dcn_keras.serving import LiteRTModel
+
+    path = os.path.join(ROOT, "saved_models", "cluttered_mnist_fast.tflite")
+    assert os.path.getsize(path) < 2**20
+    file = LiteRTModel(path)
+    assert file.two_stage and file.batch_size == 1
+    canvases = cluttered_mnist.split_canvases("test", "embedded")[0][:200]
+    images = canvases.astype(np.float32) / 255.0
+    out = file(images)
+    model = DynamicCapacityNetwork.from_preset("cluttered_mnist_fast", weights="pretrained")
+    expected = model.predict(images, verbose=0)
+    # Confidences within rounding of the threshold could go either way; here none do.
+    np.testing.assert_array_equal(out["refined"], expected["refined"])
+    assert 0 < out["refined"].sum() < len(images)
+    np.testing.assert_array_equal(out["classes"], expected["probabilities"].argmax(-1))
+    np.testing.assert_allclose(out["probabilities"], expected["probabilities"], atol=1e-4)
