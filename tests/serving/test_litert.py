@@ -9,6 +9,7 @@ from dcn_keras.serving import export_litert
 from dcn_keras.serving import LiteRTModel
 from dcn_keras.serving import litert_predict
 from dcn_keras.serving.litert import interpreter
+from dcn_keras.serving.litert import litert_bytes
 from tests.helpers import preset_model
 from tests.helpers import random_images
 
@@ -135,3 +136,19 @@ def test_an_exit_threshold_makes_a_two_stage_file_that_refines_only_what_does_no
     np.testing.assert_allclose(out["probabilities"], out["coarse_probabilities"])
     assert (out["locations"] == -1).all() and (out["saliency"] == 0).all()
     np.testing.assert_allclose(out["probabilities"], expected["coarse_probabilities"], atol=1e-5)
+
+
+def test_a_two_stage_file_of_several_heads_exits_on_the_whole_numbers_confidence():
+    import dcn_keras
+    from dcn_keras.models.objective import coarse_confidence
+
+    plain = dcn_keras.DynamicCapacityNetwork.from_preset("svhn", num_patches=4)
+    images = random_images(6, shape=(64, 64, 3))
+    confidence = np.sort(coarse_confidence(plain(images, training=False)["coarse_probabilities"]).numpy())
+    model = plain.with_settings(exit_threshold=float(confidence[2:4].mean()))
+    out, expected = LiteRTModel(litert_bytes(model, 2))(images), model.predict(images, verbose=0)
+    assert expected["refined"].sum() == 3
+    np.testing.assert_array_equal(out["refined"], expected["refined"])
+    for head, probabilities in expected["probabilities"].items():
+        np.testing.assert_allclose(out[f"probabilities_{head}"], probabilities, atol=1e-5, err_msg=head)
+        np.testing.assert_array_equal(out[f"classes_{head}"], probabilities.argmax(-1))
