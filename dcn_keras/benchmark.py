@@ -96,6 +96,14 @@ def configure_threads(intra_op=0, inter_op=0):
         raise ValueError(f"thread pools must be set before TensorFlow runs anything: {error}") from None
 
 
+def _mean_over_requests(timed):
+    # `{key#i: seconds}` of the single-image requests -> `{key: mean seconds}`.
+    groups = {}
+    for key, seconds in timed.items():
+        groups.setdefault(key.split("#")[0], []).append(seconds)
+    return {key: float(np.mean(values)) for key, values in groups.items()}
+
+
 def _train_step(model):
     step = tf.function(model.train_step)
     return lambda x, y: step((x, y))
@@ -104,7 +112,8 @@ def _train_step(model):
 def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   top_pass="incremental", breakdown=False, batch_splits=1, dtype_policy="float32",
-                  layer_times=False, floor=False, litert=False, saliency="entropy_gradient", log=print):
+                  layer_times=False, floor=False, litert=False, saliency="entropy_gradient", weights=None,
+                  requests=None, log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
@@ -127,6 +136,15 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     Every model is built under
     `dtype_policy` (one of `loading.DTYPE_POLICIES`; None is float32); the
     global policy is restored after.
+
+    With `weights` (a preset's shipped weights, e.g. `"pretrained"`, or a
+    `.weights.h5` file) the models are the trained ones and run on real
+    test canvases (the embedded cluttered-MNIST test digits) instead of
+    noise, and the DCNs keep the preset's exit threshold: what an exit
+    saves depends on the images. Batch 1 is then timed as `requests`
+    different single-image requests (default 200), each interleaved with
+    the others, and reported as their mean (`results["requests"]`; the DCNs'
+    share of them refined in `results["refined_share"]`).
     """
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
         raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
@@ -136,18 +154,32 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     dtype_policy = dtype_policy or "float32"
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
-                       top_pass, breakdown, batch_splits, layer_times, floor, litert, saliency, log)
+                       top_pass, breakdown, batch_splits, layer_times, floor, litert, saliency, weights,
+                       requests, log)
     results["dtype_policy"] = dtype_policy
     return results
 
 
+def _test_canvases(image_shape, count):
+    # Real inputs for trained weights: the embedded test digits' canvases.
+    from dcn_keras.datasets import cluttered_mnist
+
+    if tuple(image_shape) != (100, 100, 1):
+        raise ValueError(f"--weights times trained models on cluttered MNIST test canvases (100, 100, 1); "
+                         f"this preset takes {tuple(image_shape)}.")
+    canvases = cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=-(-count // 1000))[0]
+    return canvases[:count].astype(np.float32) / 255.0
+
+
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, top_pass, breakdown,
-         batch_splits, layer_times, floor, litert, saliency, log):
+         batch_splits, layer_times, floor, litert, saliency, weights, requests, log):
     keras.utils.set_random_seed(seed)
-    base = DynamicCapacityNetwork.from_preset(preset)
+    base = DynamicCapacityNetwork.from_preset(preset, weights=weights)
+    exit_threshold = base.exit_threshold if weights is not None else None
     dcns = {k: DynamicCapacityNetwork(
         coarse=base.coarse, fine=base.fine, top=base.top, image_shape=base.image_shape,
-        num_patches=k, gather=gather, top_pass=top_pass, saliency=saliency) for k in ks}
+        num_patches=k, gather=gather, top_pass=top_pass, saliency=saliency, exit_threshold=exit_threshold)
+        for k in ks}
     fine_model, coarse_model = base.fine_only_model(), base.coarse_only_model()
     models = {"coarse": coarse_model, "fine": fine_model}
     models.update({f"dcn_k{k}": m for k, m in dcns.items()})
@@ -158,42 +190,63 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
     rng = np.random.default_rng(seed)
     threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+    requests = requests or (200 if weights is not None else 1)
+    if weights is None:
+        inputs = {batch: tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
+                  for batch in batch_sizes}
+        singles = [inputs[1]] if 1 in inputs else []
+    else:
+        canvases = _test_canvases(base.image_shape, max([requests, *batch_sizes]))
+        inputs = {batch: tf.constant(canvases[:batch]) for batch in batch_sizes}
+        singles = [tf.constant(canvases[i:i + 1]) for i in range(requests)] if 1 in inputs else []
     results = {"preset": preset, "gather": gather, "top_pass": top_pass, "saliency": saliency,
+               "weights": weights, "exit_threshold": exit_threshold, "requests": len(singles) or None,
                "macs_per_image": macs,
                "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
                "batch_splits": batch_splits, "floor": {}}
-    inputs = {batch: tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
-              for batch in batch_sizes}
     calls = {batch: {} for batch in batch_sizes}
+
+    def add(batch, key, fn, numpy=False):
+        # Batch 1: one call per request (`#i`), averaged below.
+        if batch != 1 or len(singles) == 1:
+            calls[batch][key] = (fn, (inputs[batch].numpy() if numpy else inputs[batch],))
+            return
+        for i, single in enumerate(singles):
+            calls[batch][f"{key}#{i}"] = (fn, (single.numpy() if numpy else single,))
+
     for name, model in models.items():
         variants = {"graph": inference_fn(model, batch_splits=batch_splits)}
         if xla:
             variants["xla"] = inference_fn(model, jit_compile=True, batch_splits=batch_splits)
         for batch in batch_sizes:
             for variant, fn in variants.items():
-                calls[batch][f"{name}/b{batch}/{variant}"] = (fn, (inputs[batch],))
+                add(batch, f"{name}/b{batch}/{variant}", fn)
     if litert:
         for name, model in models.items():
             for batch in batch_sizes:
-                array = inputs[batch].numpy()
                 for variant, fn in litert_fns(model, batch).items():
-                    calls[batch][f"{name}/b{batch}/{variant}"] = (fn, (array,))
+                    add(batch, f"{name}/b{batch}/{variant}", fn, numpy=True)
     if floor:
         for k, dcn in dcns.items():
             for batch in batch_sizes:
                 calls[batch][f"dcn_k{k}/b{batch}/floor"] = floor_fn(dcn, inputs[batch], batch_splits)
     # One batch size at a time: its models interleaved with each other.
     for batch in batch_sizes:
-        timed = interleaved_median_seconds(calls[batch], warmup, repeats)
+        timed = _mean_over_requests(interleaved_median_seconds(calls[batch], warmup, repeats))
         for key, seconds in timed.items():
             name, _, variant = key.split("/")
             kind = "floor" if variant == "floor" else "inference"
             results[kind][key] = {"latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
             log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
+    if exit_threshold is not None and singles:
+        results["refined_share"] = {
+            f"dcn_k{k}": float(np.mean([bool(m(x, training=False)["refined"][0]) for x in singles]))
+            for k, m in dcns.items()}
     largest = max(batch_sizes)
     for name in models:  # After the timing: traced and warm.
-        results["peak_memory_bytes"][name] = peak_memory_bytes(*calls[largest][f"{name}/b{largest}/graph"])
+        key = f"{name}/b{largest}/graph"
+        results["peak_memory_bytes"][name] = peak_memory_bytes(*calls[largest].get(key) or calls[largest][f"{key}#0"])
 
     if breakdown:
         results["breakdown"] = {f"dcn_k{k}/b{largest}": time_parts(m, inputs[largest], warmup, repeats)

@@ -74,6 +74,21 @@ def test_litert_columns_and_the_bar_is_the_fine_models_best_runtime():
     assert "dcn_k2/b1" in table.split("best time on any runtime")[1]
 
 
+def test_trained_weights_time_real_canvases_as_single_requests_with_the_presets_exit():
+    results = bench_report.summarize(benchmark.run_benchmark(
+        preset="cluttered_mnist_fast", ks=(16,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1,
+        xla=False, weights="pretrained", requests=6, log=lambda *_: None))
+    assert results["exit_threshold"] == 0.999 and results["requests"] == 6
+    # The trained coarse model is sure of most real canvases: some requests exit, not all.
+    assert 0 < results["refined_share"]["dcn_k16"] < 1
+    assert not [k for k in results["inference"] if "#" in k]  # Requests averaged into one entry.
+    assert results["inference"]["dcn_k16/b1/graph"]["latency_ms"] > 0
+    assert "mean of 6 requests, refined:" in bench_report.format_table(results)
+    with pytest.raises(ValueError, match="--weights times trained models on cluttered MNIST test canvases "
+                                         "\\(100, 100, 1\\); this preset takes \\(64, 64, 3\\)"):
+        benchmark._test_canvases((64, 64, 3), 4)
+
+
 def test_cam_dcns_are_benchmarked_with_their_own_arithmetic():
     results = benchmark.run_benchmark(ks=(2,), batch_sizes=(1,), train_batch=2, warmup=1, repeats=1, xla=False,
                                       saliency="cam", log=lambda *_: None)
@@ -171,6 +186,8 @@ def test_thread_pools_cannot_change_once_tensorflow_runs():
     ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),
     ("--batch_splits=0", "--batch_splits=0 is not valid; it must be an integer >= 1."),
     ("--dtype_policy=bf16", "--dtype_policy='bf16' is not valid; choose one of: float32, mixed_float16, mixed_bfloat16."),
+    ("--requests=10", "--requests=10 applies with --weights only"),
+    ("--weights=best", "weights='best' is not valid"),
 ])
 def test_dcn_bench_rejects_bad_flags(flag, message):
     done = subprocess.run(
