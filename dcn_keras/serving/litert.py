@@ -1,4 +1,4 @@
-"""LiteRT (TensorFlow Lite) files of a DCN or a baseline, builtin ops only, and running them.
+"""LiteRT (TensorFlow Lite) files of a DCN or a baseline, builtin ops only (`litert_model` runs them).
 
 The `.tflite` file holds the inference pass the SavedModel serves
 (`serving_default`'s outputs, by the same names), at a fixed batch size, with
