@@ -44,6 +44,8 @@ class LiteRTModel:
         self._runners = [file.get_signature_runner(name) for name in names]
         (spec,) = self._runners[0].get_input_details().values()
         self.batch_size, *self.image_shape = [int(d) for d in spec["shape"]]
+        # Read once: asking the runner costs about 0.04 ms, 5% of a two-stage request.
+        self._outputs = self._runners[-1].get_output_details()
 
     def __call__(self, images):
         """The file's outputs by name for float32 `images` `[n, H, W, C]` in [0, 1].
@@ -59,7 +61,7 @@ class LiteRTModel:
         first = self._chunked(coarse, images)
         refined = ~first.pop("exit").astype(bool)
         out = {}
-        for name, detail in refine.get_output_details().items():
+        for name, detail in self._outputs.items():
             out[name] = self._exited_value(name, first, (len(images), *detail["shape"][1:]), detail["dtype"])
         if refined.any():
             second = self._chunked(refine, images[refined])
