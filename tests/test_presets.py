@@ -55,3 +55,34 @@ def test_the_positional_preset_exports_and_names_why_cam_does_not_fit(tmp_path):
     with pytest.raises(ValueError, match="saliency='cam' needs a global pooling layer right after the top's first "
                                          "convolution; 'top' has 'top_pool' there"):
         DynamicCapacityNetwork.from_preset("svhn_positional", saliency="cam")
+
+
+def _patch_and_grid_vectors(dcn, images):
+    # The fine tower's vector for every cell from its own patch, and from the padded image.
+    g = dcn.geometry
+    (top, _), (left, _) = g.padding
+    padded = np.pad(images, ((0, 0), g.padding[0], g.padding[1], (0, 0)))
+    rows, cols = g.grid_shape
+    patches = np.stack([padded[:, y:y + g.patch_size[0], x:x + g.patch_size[1]]
+                        for y in range(top + g.offset[0], top + g.offset[0] + rows * g.stride[0], g.stride[0])
+                        for x in range(left + g.offset[1], left + g.offset[1] + cols * g.stride[1], g.stride[1])],
+                       axis=1)
+    from_patches = dcn.fine(patches.reshape((-1,) + patches.shape[2:])).numpy()
+    return from_patches.reshape(len(images), rows, cols, -1), dcn.fine(padded).numpy()
+
+
+def test_the_patch_exact_fine_tower_reads_each_patch_as_the_whole_image_does():
+    images = random_images(2, shape=(64, 64, 3), seed=4)
+    exact = DynamicCapacityNetwork.from_preset("svhn_patch_exact")
+    from_patches, from_image = _patch_and_grid_vectors(exact, images)
+    assert from_image.shape == (2, 14, 14, 48)
+    np.testing.assert_allclose(from_patches, from_image, rtol=1e-4, atol=1e-5)
+    # So the DCN with every cell refined is the fine model.
+    every_cell = exact.with_num_patches(exact.geometry.num_cells).predict(images, verbose=0)["probabilities"]
+    fine = exact.fine_only_model().predict(images, verbose=0)
+    for name in fine:
+        np.testing.assert_allclose(every_cell[name], tf.nn.softmax(fine[name]).numpy(), atol=1e-5)
+    # The svhn fine tower pads its middle convolutions: its patch vectors are not its grid's.
+    same_padded = DynamicCapacityNetwork.from_preset("svhn_positional")
+    from_patches, from_image = _patch_and_grid_vectors(same_padded, images)
+    assert np.linalg.norm(from_patches - from_image) > 0.05 * np.linalg.norm(from_image)
