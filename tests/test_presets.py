@@ -63,10 +63,8 @@ def _patch_and_grid_vectors(dcn, images):
     (top, _), (left, _) = g.padding
     padded = np.pad(images, ((0, 0), g.padding[0], g.padding[1], (0, 0)))
     rows, cols = g.grid_shape
-    patches = np.stack([padded[:, y:y + g.patch_size[0], x:x + g.patch_size[1]]
-                        for y in range(top + g.offset[0], top + g.offset[0] + rows * g.stride[0], g.stride[0])
-                        for x in range(left + g.offset[1], left + g.offset[1] + cols * g.stride[1], g.stride[1])],
-                       axis=1)
+    boxes = g.boxes(np.array([(i, j) for i in range(rows) for j in range(cols)])).numpy()
+    patches = np.stack([padded[:, y0 + top:y1 + top, x0 + left:x1 + left] for y0, x0, y1, x1 in boxes], axis=1)
     from_patches = dcn.fine(patches.reshape((-1,) + patches.shape[2:])).numpy()
     return from_patches.reshape(len(images), rows, cols, -1), dcn.fine(padded).numpy()
 
