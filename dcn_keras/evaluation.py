@@ -90,17 +90,33 @@ def _outcomes(predict, data, batch_size):
     """
     right_parts, keys = [], []
     for images, labels in data.batch(batch_size):
-        probabilities = predict(images)
-        if isinstance(probabilities, dict):
-            right = np.ones(len(images), bool)
-            for head, p in probabilities.items():
-                right &= np.argmax(p, -1) == labels[head].numpy()
-            keys.append(labels["length"].numpy())
-        else:
-            right = np.argmax(probabilities, -1) == labels.numpy()
-            keys.append(labels.numpy())
-        right_parts.append(right)
+        right_parts.append(right_answers(predict(images), labels))
+        keys.append(np.asarray(labels["length"] if isinstance(labels, dict) else labels))
     return np.concatenate(right_parts), np.concatenate(keys)
+
+
+def right_answers(probabilities, labels):
+    """Whether each example's answer is right: a bool array `[batch]`.
+
+    `probabilities` is one head's `[batch, classes]` and `labels` its class
+    indices `[batch]`; or both are dicts keyed by head name (a multi-digit
+    model), and an example is right only when every head is (the whole
+    number).
+    """
+    if isinstance(probabilities, dict) != isinstance(labels, dict):
+        heads = sorted(probabilities) if isinstance(probabilities, dict) else "one head"
+        kind = f"a dict with keys {sorted(labels)}" if isinstance(labels, dict) else "one array of class indices"
+        raise ValueError(f"The model's heads ({heads}) do not fit the labels ({kind}): "
+                         "a multi-digit model needs multi-digit labels, and the other way round.")
+    if not isinstance(probabilities, dict):
+        return np.argmax(probabilities, -1) == np.asarray(labels)
+    missing = sorted(set(probabilities) - set(labels))
+    if missing:
+        raise ValueError(f"The labels have no {missing}; the model's heads are {sorted(probabilities)}.")
+    right = True
+    for head, p in probabilities.items():
+        right = right & (np.argmax(p, -1) == np.asarray(labels[head]))
+    return right
 
 
 def outcomes(model, data, batch_size=64):

@@ -14,17 +14,21 @@ so each `(saliency, k)` runs over the test set once and every threshold's
 error and share refined follow from its coarse confidence.
 """
 
+import os
+
 import numpy as np
 
 from dcn_keras import benchmark
 from dcn_keras.backend import tf
 from dcn_keras.evaluation import paired_counts
+from dcn_keras.evaluation import right_answers
 from dcn_keras.io_utils import atomic_path
 from dcn_keras.macs import model_macs
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
 from dcn_keras.models.dynamic_capacity_network import SALIENCIES
 from dcn_keras.models.objective import coarse_confidence
+from dcn_keras.models.objective import probabilities
 from dcn_keras.serving.export import flat_outputs
 from dcn_keras.timing import interleaved_median_seconds
 
@@ -85,12 +89,12 @@ def _right(model, images, labels, batch_size=100):
     refined, coarse, confidence = [], [], []
     for start in range(0, len(images), batch_size):
         out = model(tf.constant(images[start:start + batch_size]), training=False)
-        y = labels[start:start + batch_size]
-        if not isinstance(out, dict):  # A baseline's logits.
-            refined.append(np.argmax(out, -1) == y)
+        y = tf.nest.map_structure(lambda a: a[start:start + batch_size], labels)
+        if not isinstance(model, DynamicCapacityNetwork):  # A baseline's logits (a dict for several heads).
+            refined.append(right_answers(probabilities(out), y))
             continue
-        refined.append(np.argmax(out["probabilities"], -1) == y)
-        coarse.append(np.argmax(out["coarse_probabilities"], -1) == y)
+        refined.append(right_answers(out["probabilities"], y))
+        coarse.append(right_answers(out["coarse_probabilities"], y))
         confidence.append(coarse_confidence(out["coarse_probabilities"]).numpy())
     join = lambda parts: np.concatenate(parts) if parts else None  # noqa: E731
     return join(refined), join(coarse), join(confidence)
@@ -104,7 +108,10 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
     Args:
         dcn_paths: list of `.keras` DCN files.
         fine_path: str, the fine model's `.keras` file (the reference).
-        images, labels: the test set, float32 `[N, H, W, C]` and int `[N]`.
+        images, labels: the test set, float32 `[N, H, W, C]` and int `[N]`
+            (for a multi-digit model, a dict of `[N]` per head, as
+            `load_dataset("mnist_numbers", ...)` gives: an image is right
+            when the whole number is).
         coarse_path: str or None, the coarse model's `.keras` file, shown as a point.
         ks, thresholds, saliencies: the grid (a threshold None: never exit).
         timing_batches: int, test batches of 64 timed per point.
@@ -189,6 +196,24 @@ def best_points(results, margin=0.001, alpha=0.05):
     return sorted(good, key=lambda p: p["ms_per_image_b64"])
 
 
+def _namer(results):
+    """A function naming a point's DCN: "DCN", or with several DCNs in the sweep
+    "DCN X" for runs/X/model.keras, so their rows and curves stay apart."""
+    if len({p["model"] for p in results["points"]}) < 2:
+        return lambda p: "DCN"
+    return lambda p: f"DCN {os.path.basename(os.path.dirname(os.path.abspath(p['model'])))}"
+
+
+def curves(results):
+    """The plot's lines: label -> the points of one (DCN, saliency, k) over its
+    exit thresholds, fastest first."""
+    name, lines = _namer(results), {}
+    for p in results["points"]:
+        label = f"{name(p)} k={p['k']}, {p['saliency']} (trained: {p['trained_saliency']})"
+        lines.setdefault(label, []).append(p)
+    return {label: sorted(pts, key=lambda p: p["ms_per_image_b64"]) for label, pts in lines.items()}
+
+
 def format_markdown(results):
     """The sweep as a Markdown table: references, then every point."""
     refs = results["references"]
@@ -212,17 +237,17 @@ def format_markdown(results):
 
     for name, r in refs.items():
         line(name, "-", "-", "-", r, "-", "-")
+    dcn_name = _namer(results)
     for p in results["points"]:
         t = "never" if p["exit_threshold"] is None else f"{p['exit_threshold']:g}"
-        name = f"DCN ({p['trained_saliency']}-trained)"
         pv = "<0.001" if p["p_value"] < 0.001 else f"{p['p_value']:.3f}"
-        line(name, p["saliency"], p["k"], t, p, f"{100 * p['refined_share']:.0f}",
-             f"{p['only_fine_right']} / {p['only_this_right']} ({pv})")
+        line(f"{dcn_name(p)} ({p['trained_saliency']}-trained)", p["saliency"], p["k"], t, p,
+             f"{100 * p['refined_share']:.0f}", f"{p['only_fine_right']} / {p['only_this_right']} ({pv})")
     return "\n".join(lines)
 
 
 def save_plot(results, path):
-    """Test error against ms per image at batch 64: a line per (trained model, saliency, k) over
+    """Test error against ms per image at batch 64: a line per (DCN, saliency, k) over
     its exit thresholds, the fine and coarse models as points. Written atomically."""
     import matplotlib
 
@@ -230,14 +255,9 @@ def save_plot(results, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    curves = {}
-    for p in results["points"]:
-        curves.setdefault((p["trained_saliency"], p["saliency"], p["k"]), []).append(p)
-    for (trained, saliency, k), pts in curves.items():
-        pts = sorted(pts, key=lambda p: p["ms_per_image_b64"])
+    for label, pts in curves(results).items():
         ax.plot([p["ms_per_image_b64"] for p in pts], [100 * p["error"] for p in pts], "o-" if
-                saliency == "entropy_gradient" else "s--", markersize=3,
-                label=f"DCN k={k}, {saliency} (trained: {trained})")
+                pts[0]["saliency"] == "entropy_gradient" else "s--", markersize=3, label=label)
     for name, r in results["references"].items():
         ax.plot(r["ms_per_image_b64"], 100 * r["error"], "k*" if name == "fine" else "kx", markersize=12,
                 label=f"{name} model")

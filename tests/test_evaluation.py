@@ -11,6 +11,7 @@ from dcn_keras.evaluation import blank_filled_logits
 from dcn_keras.evaluation import compare_saved_models
 from dcn_keras.evaluation import evaluate_saved_model
 from dcn_keras.evaluation import exact_mcnemar_p
+from dcn_keras.evaluation import right_answers
 from tests.helpers import preset_model
 from tests.helpers import random_images
 
@@ -35,6 +36,18 @@ def _always(label, path):
         np.eye(10)[label]))(keras.layers.GlobalMaxPooling2D()(images))
     keras.Model(images, logits).save(path)
     return str(path)
+
+
+def test_a_number_is_right_only_when_every_head_is():
+    one_hot = lambda y, classes: np.eye(classes)[y]  # noqa: E731
+    heads = {"length": one_hot([2, 2, 1], 6), "digit_1": one_hot([4, 4, 7], 11), "digit_2": one_hot([1, 0, 10], 11)}
+    labels = {"length": np.array([2, 2, 1]), "digit_1": np.array([4, 4, 7]), "digit_2": np.array([1, 1, 10])}
+    np.testing.assert_array_equal(right_answers(heads, labels), [True, False, True])
+    np.testing.assert_array_equal(right_answers(one_hot([3, 1], 4), np.array([3, 0])), [True, False])
+    with pytest.raises(ValueError, match=r"labels have no \['digit_2'\]"):
+        right_answers(heads, {k: v for k, v in labels.items() if k != "digit_2"})
+    with pytest.raises(ValueError, match=r"heads \(one head\) do not fit the labels \(a dict"):
+        right_answers(one_hot([3, 1], 4), labels)
 
 
 def test_paired_comparison_counts_the_examples_only_one_model_gets_right(tmp_path):

@@ -92,6 +92,21 @@ def test_a_dcn_given_as_the_fine_model_is_named(saved):
         sweep.sweep([paths["dcn"]], paths["dcn"], images, labels, repeats=1, log=lambda *_: None)
 
 
+def test_the_table_and_plot_name_each_dcn_by_its_run_when_there_are_several():
+    row = dict(error=0.1, macs_per_image=1e6, ms_per_image_b64=1.0, images_per_s_b64=1000.0, latency_ms_b1=2.0)
+    point = dict(row, trained_saliency="cam", saliency="cam", k=4, exit_threshold=None, refined_share=1.0,
+                 only_fine_right=1, only_this_right=2, p_value=1.0)
+    one = {"references": {"fine": row}, "points": [dict(point, model="runs/a/model.keras")] * 2}
+    two = {"references": {"fine": row}, "points": [dict(point, model=f"runs/{r}/model.keras") for r in "ab"]}
+    assert "| DCN (cam-trained) | cam | 4 | never | 10.00 |" in sweep.format_markdown(one)
+    lines = sweep.format_markdown(two).splitlines()
+    assert lines[3].startswith("| DCN a (cam-trained) |") and lines[4].startswith("| DCN b (cam-trained) |")
+    # The plot draws one line per DCN, not one through both DCNs' points.
+    assert list(sweep.curves(one)) == ["DCN k=4, cam (trained: cam)"]
+    assert {label: len(pts) for label, pts in sweep.curves(two).items()} == {
+        "DCN a k=4, cam (trained: cam)": 1, "DCN b k=4, cam (trained: cam)": 1}
+
+
 def test_single_image_requests_keep_the_test_sets_share_of_refined_images():
     images = np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1)
     refine = np.zeros(40, bool)
@@ -101,3 +116,34 @@ def test_single_image_requests_keep_the_test_sets_share_of_refined_images():
     assert len(picked) == 8 and sum(refine[picked]) == 2
     assert sum(refine[[int(r[0, 0, 0, 0]) for r in sweep._requests(images, np.zeros(40, bool), 8)]]) == 0
     assert len(sweep._requests(images[:3], refine[:3], 8)) == 3
+
+
+def test_a_multi_digit_dcn_is_scored_on_whole_numbers(tmp_path):
+    # Labels are the fine model's own numbers, with a wrong third digit on every
+    # other image: the fine model gets exactly half right, and any head wrong
+    # makes an image wrong.
+    from dcn_keras import DynamicCapacityNetwork
+
+    dcn = DynamicCapacityNetwork.from_preset("svhn_patch_exact", num_patches=2)
+    images = random_images(64, shape=(64, 64, 3), seed=5)
+    fine = dcn.fine_only_model()
+    labels = {name: np.argmax(p, -1) for name, p in fine(images).items()}
+    labels["digit_3"] = np.where(np.arange(64) % 2 == 0, labels["digit_3"], (labels["digit_3"] + 1) % 11)
+    paths = {"dcn": str(tmp_path / "dcn.keras"), "fine": str(tmp_path / "fine.keras")}
+    dcn.save(paths["dcn"])
+    fine.save(paths["fine"])
+    confidence = coarse_confidence(dcn(images)["coarse_probabilities"]).numpy()
+    results = sweep.sweep([paths["dcn"]], paths["fine"], images, labels, ks=(2,),
+                          thresholds=(None, float(np.median(confidence))), saliencies=("entropy_gradient",),
+                          timing_batches=1, timing_images=2, repeats=1, log=lambda *_: None)
+    assert results["references"]["fine"]["error"] == pytest.approx(0.5)
+    fine_right = np.arange(64) % 2 == 0
+    assert len(results["points"]) == 2
+    for p in results["points"]:
+        out = dcn.with_settings(exit_threshold=p["exit_threshold"])(images)
+        right = np.all([np.argmax(out["probabilities"][name], -1) == y for name, y in labels.items()], axis=0)
+        assert p["error"] == pytest.approx(1 - right.mean())
+        assert (p["only_fine_right"], p["only_this_right"]) == (
+            int(np.sum(fine_right & ~right)), int(np.sum(~fine_right & right)))
+    with pytest.raises(ValueError, match=r"heads \(\['digit_1'.*do not fit the labels \(one array"):
+        sweep.sweep([paths["dcn"]], paths["fine"], images, labels["length"], ks=(2,), log=lambda *_: None)

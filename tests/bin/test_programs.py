@@ -256,6 +256,7 @@ def test_dcn_sweep_bad_flags_fail_with_one_line(tmp_path):
             (["--thresholds=never,often"], "--thresholds=never,often must be 'never' or numbers in (0, 1]."),
             (["--ks=4,eight"], "--ks=4,eight must be integers."),
             (["--plot=curve.jpg"], "--plot=curve.jpg must name a .png file."),
+            (["--dataset=svhn"], "--dataset=svhn must be one of cluttered_mnist, mnist_numbers"),
             ([f"--fine={tmp_path}/none.keras", "--digits=embedded", "--examples_per_digit=1"], "none.keras")):
         done = _run("dcn_sweep", "--models=m.keras", "--fine=f.keras", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
