@@ -18,6 +18,9 @@ INSTRUCTIONS = (
     "the archives train.tar.gz and test.tar.gz, or extracted as train/ and test/, each holding "
     "digitStruct.mat and 1.png, 2.png, ..."
 )
+# Told only when SVHN is out of reach: the multi-digit path without SVHN pixels.
+OFFLINE = ("Without SVHN, --dataset=mnist_numbers (load_dataset(\"mnist_numbers\", ...)) trains the same "
+           "length and digit heads offline on numbers of real handwritten MNIST digits.")
 
 
 def _read_value(h5, dataset):
@@ -74,7 +77,7 @@ class SvhnMultiDigit(tfds.core.GeneratorBasedBuilder):
             if reason:
                 raise FileNotFoundError(
                     f"SVHN cannot be downloaded ({reason}) and there is no local copy in "
-                    f"{dl_manager._manual_dir}. " + INSTRUCTIONS)
+                    f"{dl_manager._manual_dir}. " + INSTRUCTIONS + " " + OFFLINE)
             local = dl_manager.download_and_extract(
                 {split: URL + archive for split, archive in ARCHIVES.items()})
             local = {split: os.path.join(path, split) for split, path in local.items()}
