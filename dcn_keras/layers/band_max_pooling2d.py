@@ -11,6 +11,18 @@ def _bounds(size, bins, i):
     return (i * size) // bins, -((-(i + 1) * size) // bins)
 
 
+def _masked_max(x, size, bins, i, axis):
+    # The maximum over bin i of `axis`, taken over the whole axis with the
+    # cells outside the bin masked: a slice x[:, a:b] would do the same, but
+    # its gradient (StridedSliceGrad, needed by the entropy-gradient
+    # saliency) is no LiteRT builtin, and SelectV2's is.
+    start, end = _bounds(size, bins, i)
+    position = tf.range(size)
+    inside = tf.logical_and(position >= start, position < end)
+    inside = tf.reshape(inside, [-1] + [1] * (len(x.shape) - axis - 1))
+    return tf.reduce_max(tf.where(inside, x, tf.cast(x.dtype.min, x.dtype)), axis=axis)
+
+
 @keras.saving.register_keras_serializable(package="dcn_keras")
 class BandMaxPooling2D(keras.layers.Layer):
     """Adaptive max pooling to `output_size` bins that also runs on unknown sizes.
@@ -55,13 +67,8 @@ class BandMaxPooling2D(keras.layers.Layer):
         rows, cols = self.output_size
         out = []
         for i in range(rows):
-            top, bottom = _bounds(shape[1], rows, i)
-            band = tf.reduce_max(inputs[:, top:bottom], axis=1)
-            cells = []
-            for j in range(cols):
-                left, right = _bounds(shape[2], cols, j)
-                cells.append(tf.reduce_max(band[:, left:right], axis=1))
-            out.append(tf.stack(cells, axis=1))
+            band = _masked_max(inputs, shape[1], rows, i, axis=1)
+            out.append(tf.stack([_masked_max(band, shape[2], cols, j, axis=1) for j in range(cols)], axis=1))
         return tf.stack(out, axis=1)
 
     def compute_output_shape(self, input_shape):

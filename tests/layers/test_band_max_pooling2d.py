@@ -39,3 +39,25 @@ def test_it_runs_when_the_spatial_size_is_unknown_and_round_trips():
     for bad in (0, (2, 0), (2.5, 3), "6"):
         with pytest.raises(ValueError, match="`output_size` must be an int or a pair of ints >= 1; got"):
             BandMaxPooling2D(bad)
+
+
+@pytest.mark.parametrize("height,width", [(6, 6), (7, 13)])
+def test_the_gradient_reaches_each_bins_maximum_as_through_slices(height, width):
+    # The entropy-gradient saliency differentiates through this layer; slices
+    # of the map (the reference) would give the same gradient.
+    x = tf.constant(np.random.default_rng(width).normal(size=(2, height, width, 3)), tf.float32)
+    weights = tf.constant(np.random.default_rng(0).normal(size=(1, 2, 6, 3)), tf.float32)
+
+    def sliced(x):
+        h, w = x.shape[1], x.shape[2]
+        return tf.stack([tf.stack([tf.reduce_max(x[:, i * h // 2:-(-(i + 1) * h // 2), j * w // 6:-(-(j + 1) * w // 6)],
+                                                 axis=(1, 2)) for j in range(6)], 1) for i in range(2)], 1)
+
+    grads = []
+    for pool in (BandMaxPooling2D((2, 6)), sliced):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(pool(x) * weights)
+        grads.append(tape.gradient(loss, x).numpy())
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-6)
+    assert np.count_nonzero(grads[0]) > 0

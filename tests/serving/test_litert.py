@@ -152,3 +152,19 @@ def test_a_two_stage_file_of_several_heads_exits_on_the_whole_numbers_confidence
     for head, probabilities in expected["probabilities"].items():
         np.testing.assert_allclose(out[f"probabilities_{head}"], probabilities, atol=1e-5, err_msg=head)
         np.testing.assert_array_equal(out[f"classes_{head}"], probabilities.argmax(-1))
+
+
+def test_a_dcn_with_the_positional_top_converts_with_builtin_ops(tmp_path):
+    # Its band pooling is differentiated by the saliency: sliced, that gradient
+    # (StridedSliceGrad) was no LiteRT builtin and the multi-digit positional
+    # presets could not be exported.
+    import dcn_keras
+
+    model = dcn_keras.DynamicCapacityNetwork.from_preset("svhn_patch_exact", num_patches=4)
+    path = export_litert(model, str(tmp_path / "numbers.tflite"))
+    assert not [op for op in _op_names(path) if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
+    images = random_images(3, shape=(64, 64, 3))
+    out, expected = litert_predict(path, images), model.predict(images, verbose=0)
+    np.testing.assert_array_equal(out["locations"], expected["locations"])
+    for head, probabilities in expected["probabilities"].items():
+        np.testing.assert_allclose(out[f"probabilities_{head}"], probabilities, atol=1e-5, err_msg=head)
