@@ -62,7 +62,7 @@ LITERT_THREADS = {1: (1, 2), None: (2,)}  # Batch 1: one and two threads; larger
 
 
 def litert_fns(model, batch):
-    """`{"litert<threads>": fn}` for `model` as a LiteRT file at `batch`, fn images -> probabilities.
+    """`{"litert<threads>": fn}` for `model` as a LiteRT file at `batch`, fn images -> its outputs.
 
     Builtin ops only, XNNPACK (`serving.litert`); fns take NumPy images. A
     DCN with an exit threshold runs as its two-stage file (`LiteRTModel`).
@@ -74,7 +74,8 @@ def litert_fns(model, batch):
     fns = {}
     for threads in LITERT_THREADS.get(batch, LITERT_THREADS[None]):
         run = LiteRTModel(data, num_threads=threads)
-        fns[f"litert{threads}"] = lambda x, run=run: run(x)["probabilities"]
+        # Every output: a multi-digit model's are per head (probabilities_length, ...).
+        fns[f"litert{threads}"] = run
     return fns
 
 

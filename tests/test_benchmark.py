@@ -74,6 +74,17 @@ def test_litert_columns_and_the_bar_is_the_fine_models_best_runtime():
     assert "dcn_k2/b1" in table.split("best time on any runtime")[1]
 
 
+def test_litert_timing_runs_a_multi_digit_dcn_and_its_baselines():
+    from dcn_keras import DynamicCapacityNetwork
+
+    dcn = DynamicCapacityNetwork.from_preset("svhn_patch_exact", num_patches=2)
+    images = random_images(1, shape=(64, 64, 3))
+    for model in (dcn, dcn.fine_only_model()):
+        for name, fn in benchmark.litert_fns(model, 1).items():
+            out = fn(images)
+            assert out["probabilities_length"].shape == (1, 6) and out["probabilities_digit_5"].shape == (1, 11), name
+
+
 def test_trained_weights_time_real_canvases_as_single_requests_with_the_presets_exit():
     results = bench_report.summarize(benchmark.run_benchmark(
         preset="cluttered_mnist_fast", ks=(16,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1,
