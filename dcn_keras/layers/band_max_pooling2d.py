@@ -11,16 +11,23 @@ def _bounds(size, bins, i):
     return (i * size) // bins, -((-(i + 1) * size) // bins)
 
 
-def _masked_max(x, size, bins, i, axis):
-    # The maximum over bin i of `axis`, taken over the whole axis with the
-    # cells outside the bin masked: a slice x[:, a:b] would do the same, but
-    # its gradient (StridedSliceGrad, needed by the entropy-gradient
-    # saliency) is no LiteRT builtin, and SelectV2's is.
-    start, end = _bounds(size, bins, i)
+def _bin_masks(size, bins, trailing):
+    # One bool mask per bin over an axis of `size` cells, shaped to broadcast
+    # over `trailing` axes after it. A masked maximum stands in for a slice
+    # x[:, a:b]: the slice's gradient (StridedSliceGrad, needed by the
+    # entropy-gradient saliency) is no LiteRT builtin, and SelectV2's is.
     position = tf.range(size)
-    inside = tf.logical_and(position >= start, position < end)
-    inside = tf.reshape(inside, [-1] + [1] * (len(x.shape) - axis - 1))
-    return tf.reduce_max(tf.where(inside, x, tf.cast(x.dtype.min, x.dtype)), axis=axis)
+    masks = []
+    for i in range(bins):
+        start, end = _bounds(size, bins, i)
+        inside = tf.logical_and(position >= start, position < end)
+        masks.append(tf.reshape(inside, [-1] + [1] * trailing))
+    return masks
+
+
+def _masked_max(x, mask):
+    # The maximum over axis 1 of the cells `mask` keeps.
+    return tf.reduce_max(tf.where(mask, x, tf.cast(x.dtype.min, x.dtype)), axis=1)
 
 
 @keras.saving.register_keras_serializable(package="dcn_keras")
@@ -65,10 +72,12 @@ class BandMaxPooling2D(keras.layers.Layer):
     def call(self, inputs):
         shape = tf.shape(inputs)
         rows, cols = self.output_size
+        # Column masks are built once and shared by every row band.
+        columns = _bin_masks(shape[2], cols, trailing=1)
         out = []
-        for i in range(rows):
-            band = _masked_max(inputs, shape[1], rows, i, axis=1)
-            out.append(tf.stack([_masked_max(band, shape[2], cols, j, axis=1) for j in range(cols)], axis=1))
+        for row in _bin_masks(shape[1], rows, trailing=2):
+            band = _masked_max(inputs, row)
+            out.append(tf.stack([_masked_max(band, column) for column in columns], axis=1))
         return tf.stack(out, axis=1)
 
     def compute_output_shape(self, input_shape):
