@@ -1,1 +1,3 @@
 from dcn_keras.callbacks.patch_image_logger import PatchImageLogger
+from dcn_keras.callbacks.resumable_checkpoint import ResumableCheckpoint
+from dcn_keras.callbacks.resumable_checkpoint import latest_checkpoint

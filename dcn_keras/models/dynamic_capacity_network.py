@@ -8,6 +8,9 @@ from dcn_keras.layers.entropy_saliency import EntropySaliency
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
 from dcn_keras.models.class_activation_map import ClassActivationMap
+from dcn_keras.models.fit_checks import check_first_batch
+from dcn_keras.models.fit_checks import finite_images
+from dcn_keras.models.fit_checks import graph_checks_as_value_errors
 from dcn_keras.models.incremental_top import IncrementalTop
 from dcn_keras.models.objective import coarse_confidence
 from dcn_keras.models.objective import labels_per_head
@@ -374,8 +377,25 @@ class DynamicCapacityNetwork(keras.Model):
             results = {name: value[None] for name, value in results.items()}
         return results
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """Keras's `fit`, with bad data a `ValueError` naming it before any weight changes.
+
+        NumPy arrays are checked whole and a dataset's first batch eagerly
+        (`fit_checks.check_first_batch`); later batches inside the step.
+        """
+        check_first_batch(self, x, y)
+        with graph_checks_as_value_errors():
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Keras's `evaluate`, with `fit`'s checks of the data."""
+        check_first_batch(self, x, y)
+        with graph_checks_as_value_errors():
+            return super().evaluate(x, y, *args, **kwargs)
+
     def train_step(self, data):
         images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        images = finite_images(images)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             out = self.forward(images, training=True)
@@ -390,6 +410,7 @@ class DynamicCapacityNetwork(keras.Model):
 
     def test_step(self, data):
         images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        images = finite_images(images)
         out = self.forward(images, training=False)
         return self._update_metrics(self.compute_losses(labels, out, sample_weight), images)
 

@@ -3,6 +3,10 @@
 from dcn_keras.backend import tf
 from dcn_keras.layers.entropy_saliency import head_list
 
+# Starts the message of every input assert inside a step, so `fit` can tell
+# them from other graph errors (`fit_checks.graph_checks_as_value_errors`).
+CHECK_MARKER = "dcn_keras input check: "
+
 
 def probabilities(logits):
     """Softmax of each head, in float32."""
@@ -97,7 +101,7 @@ def _class_indices(name, y, head):
         bad = tf.logical_or(bad, tf.not_equal(y, tf.floor(y)))
     check = tf.debugging.Assert(
         tf.logical_not(tf.reduce_any(bad)),
-        [f"{name}: class indices must be whole numbers in [0, {classes}); got",
+        [f"{CHECK_MARKER}{name}: class indices must be whole numbers in [0, {classes}); got",
          tf.boolean_mask(y, bad)],
         summarize=5,
     )

@@ -10,6 +10,8 @@ import numpy as np
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.callbacks import PatchImageLogger
+from dcn_keras.callbacks import ResumableCheckpoint
+from dcn_keras.callbacks import latest_checkpoint
 from dcn_keras.datasets import load_dataset
 from dcn_keras.io_utils import save_keras_atomically
 from dcn_keras.io_utils import write_json_atomically
@@ -62,13 +64,19 @@ def dataset_options(config, training):
     return options
 
 
-def _batched(dataset, config, training):
+def _batched(dataset, config, training, skip_steps=0):
+    """Batches of `dataset`; for training, one endless seeded stream from its `skip_steps`-th batch.
+
+    The training stream is a function of the seed alone and epochs are
+    spans of it, so a resumed run skips the batches it had trained on and
+    sees exactly what an uninterrupted run would.
+    """
     if training:
-        dataset = dataset.shuffle(10_000, seed=config.seed, reshuffle_each_iteration=True)
-        if config.steps_per_epoch:
-            dataset = dataset.repeat()
+        dataset = dataset.shuffle(10_000, seed=config.seed, reshuffle_each_iteration=True).repeat()
     # Equal per-replica batches: the loss scaling assumes them.
     dataset = dataset.batch(config.batch_size, drop_remainder=training)
+    if skip_steps:
+        dataset = dataset.skip(skip_steps)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -197,6 +205,23 @@ def _whole_number_error(model, dataset):
     return 1.0 - float(tf.reduce_mean(tf.concat(right, 0)))
 
 
+def _resume(model, checkpoint_dir, config, print_fn):
+    """Loads the newest checkpoint into `model`; returns its epoch (0: a new run)."""
+    newest = latest_checkpoint(checkpoint_dir)
+    if newest is None:
+        return 0
+    epoch, path = newest
+    if epoch > config.epochs:
+        raise ValueError(f"{checkpoint_dir} holds a checkpoint of epoch {epoch}, past --epochs={config.epochs}: "
+                         "use a new --model_dir (or the same --epochs) to resume it.")
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    print_fn(f"dcn_train: resuming after epoch {epoch} of {config.epochs} from {path} "
+             f"(optimizer step {int(model.optimizer.iterations.numpy())})")
+    return epoch
+
+
 def _errors(model, dataset, config):
     if config.model != "dcn" and isinstance(model.output, dict):
         return {"test_error": _whole_number_error(model, dataset)}
@@ -252,29 +277,37 @@ def train(config, callbacks=(), print_fn=print, export=None):
     write_json_atomically(os.path.join(model_dir, "config.json"), resolved)
 
     log_dir = os.path.join(model_dir, "logs")
-    all_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(model_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
-            save_weights_only=True),
-        keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"),
-    ]
+    checkpoint_dir = os.path.join(model_dir, "checkpoints")
+    checkpoint = ResumableCheckpoint(checkpoint_dir)
+    all_callbacks = [checkpoint, keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")]
     if config.model == "dcn":
         shown = list(val_data.take(_NUM_LOGGED_IMAGES).as_numpy_iterator())
         all_callbacks.append(PatchImageLogger(np.stack([x for x, _ in shown]), os.path.join(log_dir, "images"),
                                               labels=[y for _, y in shown]))
-    os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    with strategy.scope():
+        first_epoch = _resume(model, checkpoint_dir, config, print_fn)
+    steps = steps_per_epoch(config, info.num_examples)
     start = time.perf_counter()
     history = model.fit(
-        _batched(train_data, config, training=True),
+        _batched(train_data, config, training=True, skip_steps=first_epoch * steps),
         validation_data=_batched(val_data, config, training=False),
         epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
+        initial_epoch=first_epoch,
+        steps_per_epoch=steps,
         callbacks=all_callbacks + list(callbacks),
         verbose=progress_verbosity(config.verbose),
         shuffle=False,  # The dataset is shuffled above.
     )
     fit_seconds = time.perf_counter() - start
+    if checkpoint.diverged:
+        d = checkpoint.diverged
+        where = f"epoch {d['epoch']}" + (f", batch {d['batch']} (loss {d['loss']})" if d["batch"] else "")
+        newest = latest_checkpoint(checkpoint_dir)
+        raise FloatingPointError(
+            f"training stopped: the loss or weights became NaN or infinite at {where}. Nothing was saved "
+            f"after that; the last good state is {newest[1] if newest else 'none (no epoch finished)'}. "
+            "Lower --learning_rate, or check the data for non-finite pixels.")
 
     results = _errors(model, _batched(test_data, config, training=False), config)
     results = {k: round(v, 5) for k, v in results.items()}

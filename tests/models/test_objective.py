@@ -75,7 +75,7 @@ def test_fit_stops_on_a_label_out_of_range_instead_of_training_on_it():
     model = preset_model()
     model.compile(optimizer="adam")
     before = [w.numpy() for w in model.trainable_weights]
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"in \[0, 10\); got\] \[10\]"):
+    with pytest.raises(ValueError, match=r"in \[0, 10\); got \[10\]"):
         model.fit(random_images(4), np.array([0, 1, 10, 3]), batch_size=4, verbose=0)
     for old, new in zip(before, model.trainable_weights):
         np.testing.assert_array_equal(old, new.numpy())

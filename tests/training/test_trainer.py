@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -72,19 +73,61 @@ def test_training_alone_exports_nothing_and_train_and_export_adds_the_saved_mode
     assert os.path.exists(tmp_path / "run" / "model.keras")
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
-    config = _config(tmp_path, epochs=4, steps_per_epoch=2)
+def _weights(path):
+    return keras.models.load_model(str(path)).get_weights()
+
+
+def test_an_interrupted_run_resumes_where_it_stopped_to_the_same_weights(tmp_path):
+    config = _config(tmp_path, epochs=4, steps_per_epoch=2, lr_schedule="cosine")
     with pytest.raises(KeyboardInterrupt):
         train_and_export(config, callbacks=[_Interrupt()], print_fn=lambda *_: None)
-    assert os.path.exists(tmp_path / "run" / "backup")
-    results = train_and_export(config, print_fn=lambda *_: None)
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
+    printed = []
+    results = train_and_export(config, print_fn=printed.append)
     assert results["first_epoch"] == 2 and results["epochs_run"] == 2
-    # The backup goes once the run has finished.
-    assert not os.path.exists(tmp_path / "run" / "backup")
+    assert any("resuming after epoch 2 of 4" in line and "optimizer step 4" in line for line in printed), printed
     assert len(os.listdir(tmp_path / "run" / "checkpoints")) == 4
     # The optimizer state came back too: 4 epochs x 2 steps in all.
-    final = keras.models.load_model(str(tmp_path / "run" / "model.keras"))
-    assert int(final.optimizer.iterations.numpy()) == 8
+    assert int(keras.models.load_model(str(tmp_path / "run" / "model.keras")).optimizer.iterations.numpy()) == 8
+    # And the data stream: the same weights as a run never interrupted.
+    keras.utils.set_random_seed(0)
+    train(_config(tmp_path, epochs=4, steps_per_epoch=2, lr_schedule="cosine", model_dir=str(tmp_path / "whole")),
+          print_fn=lambda *_: None)
+    for resumed, whole in zip(_weights(tmp_path / "run" / "model.keras"), _weights(tmp_path / "whole" / "model.keras")):
+        np.testing.assert_array_equal(resumed, whole)
+
+
+class _Poison(keras.callbacks.Callback):
+    """Makes the weights NaN during the second epoch, as a diverging run would."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._epoch == 1 and batch == 1:
+            for variable in self.model.trainable_variables:
+                variable.assign(np.full(variable.shape, np.nan, np.float32))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint_and_model(tmp_path):
+    config = _config(tmp_path, epochs=3, steps_per_epoch=3)
+    train(dataclasses.replace(config, epochs=1), print_fn=lambda *_: None)
+    good = (tmp_path / "run" / "model.keras").read_bytes()
+    with pytest.raises(FloatingPointError, match=r"at epoch 2, batch 2 .*epoch_001\.weights\.h5"):
+        train(config, callbacks=[_Poison()], print_fn=lambda *_: None)
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["epoch_001.weights.h5"]
+    assert (tmp_path / "run" / "model.keras").read_bytes() == good
+    model = preset_model()
+    model.compile(optimizer="adam")
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(str(tmp_path / "run" / "checkpoints" / "epoch_001.weights.h5"))
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_a_checkpoint_past_the_runs_epochs_is_a_clear_error(tmp_path):
+    train(_config(tmp_path, epochs=2, steps_per_epoch=1), print_fn=lambda *_: None)
+    with pytest.raises(ValueError, match="epoch 2, past --epochs=1"):
+        train(_config(tmp_path, epochs=1, steps_per_epoch=1), print_fn=lambda *_: None)
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run(tmp_path):
