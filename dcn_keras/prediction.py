@@ -15,27 +15,29 @@ _DCN_OUTPUTS = ("saliency", "locations", "patch_boxes")
 
 
 def image_files(paths):
-    """The image files `paths` name: files as given, directories' images sorted by name.
+    """`(file, problem)` for each image `paths` name: files as given, directories' images sorted by name.
+
+    `problem` is None, or why the entry cannot be read (a missing path, a
+    directory without images), so a batch goes on with the rest.
 
     Raises:
-        FileNotFoundError: a path does not exist (named).
-        ValueError: no path was given, or a directory holds no image.
+        ValueError: no path was given.
     """
     if not paths:
         raise ValueError("no image given: name image files or directories.")
-    files = []
+    entries = []
     for path in paths:
         if os.path.isdir(path):
             found = sorted(os.path.join(path, f) for f in os.listdir(path)
                            if f.lower().endswith(IMAGE_EXTENSIONS))
+            entries.extend((f, None) for f in found)
             if not found:
-                raise ValueError(f"{path} holds no image ({', '.join(IMAGE_EXTENSIONS)}).")
-            files.extend(found)
+                entries.append((path, f"{path} holds no image ({', '.join(IMAGE_EXTENSIONS)})."))
         elif os.path.isfile(path):
-            files.append(path)
+            entries.append((path, None))
         else:
-            raise FileNotFoundError(f"{path}: no such file or directory.")
-    return files
+            entries.append((path, f"{path}: no such file or directory."))
+    return entries
 
 
 def _saved_model_image_shape(signature, path):
@@ -118,25 +120,38 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
     (-1 for an image that exited early; then `refined` is False);
     a multi-digit model's also has `number` and `number_confidence` (the
     serving signature's, e.g. `"4071"`) and `heads`, each head's class.
-    `images` and `outputs` are the resized inputs and the model's raw flat
-    outputs, for `pictures.save`. Images of another size than the model's
+    A file that cannot be read (missing, not an image, a directory without
+    images) gets a record of its own, `{"file": ..., "error": ...}`, in its
+    place, and the rest are still classified. `images` and `outputs` are the
+    readable images, resized, and the model's raw flat outputs on them, for
+    `pictures.save`. Images of another size than the model's
     are resized (bilinear, as the `serving_bytes` signature does), with a
     call to `warn` naming them.
     """
-    files = image_files(paths)
+    entries = image_files(paths)
     predict, image_shape = load_predictor(model_path)
-    images = []
-    for path in files:
-        image, size = read_image(path, image_shape)
+    records, images, where = [None] * len(entries), [], []
+    for n, (path, problem) in enumerate(entries):
+        if problem is None:
+            try:
+                image, size = read_image(path, image_shape)
+            except ValueError as error:
+                problem = str(error)
+        if problem is not None:
+            records[n] = {"file": path, "error": problem}
+            continue
         if size != image_shape[:2]:
             warn(f"{path} is {size[0]}x{size[1]}; resized to {image_shape[0]}x{image_shape[1]} "
                  "as the serving signature does.")
         images.append(image)
+        where.append(n)
+    if not images:
+        return records, np.zeros((0, *image_shape), np.float32), {}
     images = np.stack(images)
     batches = [predict(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     outputs = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-    records = []
-    for n, path in enumerate(files):
+    for n, index in enumerate(where):
+        path = entries[index][0]
         answer, confidence = pictures.describe(_heads(outputs, "probabilities", n))
         coarse, coarse_confidence = pictures.describe(_heads(outputs, "coarse_probabilities", n))
         record = {"file": path, "class": answer, "probability": round(confidence, 6),
@@ -150,7 +165,7 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
                           number_confidence=round(float(outputs["number_confidence"][n]), 6),
                           heads={head: int(np.argmax(p)) for head, p in
                                  _heads(outputs, "probabilities", n).items()})
-        records.append(record)
+        records[index] = record
     return records, images, outputs
 
 

@@ -73,12 +73,19 @@ def test_bad_inputs_are_named(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "fake.png").write_text("hello")
     os.makedirs(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="missing.png: no such file or directory"):
-        prediction.predict_files(SHIPPED, [str(tmp_path / "missing.png")])
-    with pytest.raises(ValueError, match="empty holds no image"):
-        prediction.predict_files(SHIPPED, [str(tmp_path / "empty")])
-    with pytest.raises(ValueError, match="fake.png is not an image TensorFlow can decode"):
-        prediction.predict_files(SHIPPED, [str(tmp_path / "fake.png")])
+    paths, _ = write_canvases(tmp_path / "good", count=2)
+    bad = [str(tmp_path / "missing.png"), str(tmp_path / "empty"), str(tmp_path / "fake.png")]
+    records, shown, _ = prediction.predict_files(SHIPPED, [paths[0], *bad, paths[1]])
+    # Every bad item named in its place; the good ones still classified.
+    assert [r["file"] for r in records] == [paths[0], *bad, paths[1]]
+    assert [r.get("error", "").split(str(tmp_path))[-1] for r in records] == [
+        "", "/missing.png: no such file or directory.", "/empty holds no image (.png, .jpg, .jpeg, .gif, .bmp).",
+        "/fake.png is not an image TensorFlow can decode (PNG, JPEG, GIF, BMP).", ""]
+    assert shown.shape == (2, 100, 100, 1) and "class" in records[0] and "class" in records[4]
+    alone, _, _ = prediction.predict_files(SHIPPED, paths)
+    assert [alone[0], alone[1]] == [records[0], records[4]]
+    records, shown, outputs = prediction.predict_files(SHIPPED, bad[2:])
+    assert records == [{"file": bad[2], "error": records[0]["error"]}] and len(shown) == 0 and outputs == {}
     with pytest.raises(ValueError, match="no image given"):
         prediction.predict_files(SHIPPED, [])
     inputs = keras.Input((100, 100, 1))

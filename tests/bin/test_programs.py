@@ -186,12 +186,19 @@ def test_dcn_predict_prints_lines_json_and_a_picture_and_one_line_errors(tmp_pat
     assert {"file", "class", "probability", "coarse_class", "patch_boxes"} <= set(record)
     assert record["file"] == paths[0] and len(record["patch_boxes"]) == 8
     (tmp_path / "fake.png").write_text("hello")
-    for args, message in (([str(tmp_path / "fake.png")], "fake.png is not an image"),
-                          ([str(tmp_path / "nope.png")], "nope.png: no such file or directory"),
-                          ([f"--model={tmp_path}", paths[0]], "neither a .keras file nor a SavedModel")):
-        bad = _run("dcn_predict", *args)
-        assert bad.returncode == 2 and "Traceback" not in bad.stderr
-        assert f"dcn_predict: error: " in bad.stderr and message in bad.stderr
+    mixed = _run("dcn_predict", paths[0], str(tmp_path / "fake.png"), str(tmp_path / "nope.png"), paths[1])
+    assert mixed.returncode == 1 and "Traceback" not in mixed.stderr
+    assert [line.split(":")[0] for line in mixed.stdout.strip().splitlines()] == paths
+    errors = [line for line in mixed.stderr.splitlines() if line.startswith("dcn_predict: error: ")]
+    assert len(errors) == 2 and "fake.png is not an image" in errors[0] and "nope.png: no such file" in errors[1]
+    assert "dcn_predict: 2 of 4 images could not be read" in mixed.stderr
+    as_json = _run("dcn_predict", "--json", paths[0], str(tmp_path / "fake.png"))
+    assert as_json.returncode == 1
+    good, bad = json.loads(as_json.stdout)
+    assert "class" in good and bad["file"].endswith("fake.png") and "is not an image" in bad["error"]
+    broken = _run("dcn_predict", f"--model={tmp_path}", paths[0])
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert "dcn_predict: error: " in broken.stderr and "neither a .keras file nor a SavedModel" in broken.stderr
 
 
 def _read_number(out, n):
