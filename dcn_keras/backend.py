@@ -1,11 +1,34 @@
 """Imports Keras on the TensorFlow backend, which dcn_keras requires."""
 
+import contextlib
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+@contextlib.contextmanager
+def _quiet_stderr_if_asked():
+    # TensorFlow prints its start-up lines (oneDNN, CUDA stubs) before it
+    # reads TF_CPP_MIN_LOG_LEVEL; when that asks for warnings or less, the
+    # import is made with file descriptor 2 closed to them. Python errors
+    # still surface: they are raised after it is restored.
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("2", "3"):
+        yield
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _quiet_stderr_if_asked():
+    import keras  # noqa: E402
+    import tensorflow as tf  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
@@ -14,4 +37,18 @@ if keras.backend.backend() != "tensorflow":
         "KERAS_BACKEND=tensorflow before importing keras."
     )
 
-__all__ = ["keras", "tf"]
+
+
+def quiet_info_logs():
+    """For the `bin/` programs: absl's INFO lines off (TensorFlow's and TFDS's chatter), warnings kept.
+
+    `absl.app.run` logs at INFO; a user's own `--verbosity` is left as given.
+    """
+    from absl import flags
+    from absl import logging
+
+    if not (flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present):
+        logging.set_verbosity(logging.WARNING)
+
+
+__all__ = ["keras", "quiet_info_logs", "tf"]
