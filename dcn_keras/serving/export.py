@@ -53,6 +53,13 @@ def checked_images(images, image_shape):
     with tf.control_dependencies([check]):
         nonempty = _assert_nonempty(shape[0])
     with tf.control_dependencies([nonempty]):
+        # Pixels of 0-255 or NaN would give confident nonsense, not an error.
+        low, high = tf.reduce_min(images), tf.reduce_max(images)
+        in_range = tf.debugging.Assert(
+            tf.logical_and(low >= 0.0, high <= 1.0),  # False for NaN too
+            [f"Expected {expected}; got pixel values (min, max, any NaN):", low, high,
+             tf.reduce_any(tf.math.is_nan(images))])
+    with tf.control_dependencies([in_range]):
         images = tf.identity(images)
     return tf.ensure_shape(images, (None, height, width, channels))
 
