@@ -136,7 +136,7 @@ def outcomes(model, data, batch_size=64):
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
                          unrefined="coarse", dtype_policy=None, saliency=None, **dataset_options):
-    """Returns `{"error", "examples", "per_class_error", "whole_number", "source"}` for a saved model.
+    """Returns `{"error", "examples", "per_class_error", "whole_number", "source", "class_names"}` for a saved model.
 
     Multi-head models (`svhn`, `mnist_numbers`) count an example as right
     only when every head is (`whole_number` is then True: the error is the
@@ -153,7 +153,8 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     right, keys = _outcomes(predict, data, batch_size)
     wrong = ~right
     return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": error_by_key(right, keys),
-            "whole_number": isinstance(data.element_spec[1], dict), "source": info.source}
+            "whole_number": isinstance(data.element_spec[1], dict), "source": info.source,
+            "class_names": info.class_names}
 
 
 def error_by_key(right, keys):

@@ -158,6 +158,9 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
                   "coarse_class": coarse, "coarse_probability": round(coarse_confidence, 6),
                   "patch_boxes": outputs["patch_boxes"][n].tolist(),
                   "locations": outputs["locations"][n].tolist()}
+        if "class_name" in outputs:  # A model of a user's own classes: their names.
+            record.update(class_index=int(answer), **{
+                "class": outputs["class_name"][n].decode(), "coarse_class": outputs["coarse_class_name"][n].decode()})
         if "refined" in outputs:  # An exit threshold: False kept the coarse answer, no patch.
             record["refined"] = bool(outputs["refined"][n])
         if "number" in outputs:  # A multi-digit model: the graph's reading, and its heads raw.

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from dcn_keras import DynamicCapacityNetwork
 from dcn_keras import presets
+from dcn_keras.backend import keras
 from tests.helpers import random_images
 
 
@@ -84,3 +85,34 @@ def test_the_patch_exact_fine_tower_reads_each_patch_as_the_whole_image_does():
     same_padded = DynamicCapacityNetwork.from_preset("svhn_positional")
     from_patches, from_image = _patch_and_grid_vectors(same_padded, images)
     assert np.linalg.norm(from_patches - from_image) > 0.05 * np.linalg.norm(from_image)
+
+
+@pytest.mark.parametrize("shape, grid, patch, k", [
+    ((64, 64, 3), (14, 14), (14, 14), 10),
+    ((128, 96, 1), (30, 22), (14, 14), 33),
+    ((256, 256, 3), (30, 30), (28, 28), 45),
+    ((400, 300, 3), (23, 17), (56, 56), 20),
+])
+def test_the_images_preset_sizes_its_patches_and_k_from_the_image(shape, grid, patch, k):
+    model = DynamicCapacityNetwork.from_preset("images", image_shape=shape, num_classes=4)
+    assert model.geometry.grid_shape == grid and model.geometry.patch_size == patch
+    assert model.num_patches == k and model.top.outputs[0].shape[-1] == 4
+    out = model(np.zeros((1, *shape), np.float32))
+    assert out["probabilities"].shape == (1, 4)
+
+
+def test_class_names_are_kept_served_and_checked(tmp_path):
+    import tensorflow as tf
+
+    from dcn_keras.serving import export_model
+
+    names = ("cat", "dog", "fox")
+    model = DynamicCapacityNetwork.from_preset("images", image_shape=(48, 48, 3), num_classes=3, class_names=names)
+    model.save(str(tmp_path / "m.keras"))
+    assert keras.models.load_model(str(tmp_path / "m.keras")).class_names == names
+    served = tf.saved_model.load(export_model(model, str(tmp_path / "s" / "1"), xla=False))
+    out = served.signatures["serving_default"](images=tf.zeros((2, 48, 48, 3)))
+    assert [n.decode() for n in out["class_name"].numpy()] == [names[c] for c in out["classes"].numpy()]
+    assert out["coarse_class_name"].dtype == tf.string
+    with pytest.raises(ValueError, match="class_names has 2 names; the top has 3 classes"):
+        DynamicCapacityNetwork.from_preset("images", image_shape=(48, 48, 3), num_classes=3, class_names=("a", "b"))

@@ -3,4 +3,6 @@
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets.dataset_info import DatasetInfo
 from dcn_keras.datasets.loaders import DATASETS
+from dcn_keras.datasets.loaders import TFDS_PREFIX
+from dcn_keras.datasets.loaders import check_dataset_name
 from dcn_keras.datasets.loaders import load_dataset

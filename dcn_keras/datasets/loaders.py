@@ -3,6 +3,7 @@
 
 from dcn_keras.backend import tf
 from dcn_keras.datasets import cluttered_mnist
+from dcn_keras.datasets import image_folder
 from dcn_keras.datasets import mnist_numbers
 from dcn_keras.datasets import number_labels
 from dcn_keras.datasets import svhn_multi_digit
@@ -78,12 +79,33 @@ def _svhn_cropped(split, data_dir=None, seed=0, training=False):
     return dataset, info
 
 
+def _info(name, split, details):
+    return DatasetInfo(name=name, split=split, image_shape=details["image_shape"],
+                       num_examples=details["num_examples"], preset="images", source=details["source"],
+                       class_names=details["classes"])
+
+
+def _folder(split, data_dir=None, seed=0, training=False, image_size=None):
+    dataset, details = image_folder.folder_split(split, data_dir, seed, training, image_size)
+    return dataset, _info("folder", split, details)
+
+
 DATASETS = {
     "cluttered_mnist": _cluttered_mnist,
     "mnist_numbers": _mnist_numbers,
     "svhn": _svhn,
     "svhn_cropped": _svhn_cropped,
+    "folder": _folder,
 }
+TFDS_PREFIX = "tfds:"  # `tfds:NAME`: any TFDS image-classification dataset.
+
+
+def check_dataset_name(name):
+    """Raises a `ValueError` naming the registered datasets when `name` is none of them."""
+    if name in DATASETS or (name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX)):
+        return
+    raise ValueError(f"--dataset={name!r} is not valid; choose one of: {', '.join(sorted(DATASETS))}, "
+                     f"or {TFDS_PREFIX}NAME for a TFDS image-classification dataset.")
 
 
 def load_dataset(name, split, **options):
@@ -95,11 +117,14 @@ def load_dataset(name, split, **options):
         **options: the dataset's own options (`data_dir`, `seed`,
             `training`, and e.g. `digits` for cluttered MNIST).
     """
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}.")
+    check_dataset_name(name)
     if split not in cluttered_mnist.SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {cluttered_mnist.SPLITS}.")
+    if name.startswith(TFDS_PREFIX):
+        options = {k: v for k, v in options.items() if k in ("data_dir", "image_size")}
+        dataset, details = image_folder.tfds_split(name[len(TFDS_PREFIX):], split, **options)
+        return dataset, _info(name, split, details)
     return DATASETS[name](split, **options)
 
 
-__all__ = ["DATASETS", "load_dataset"]
+__all__ = ["DATASETS", "TFDS_PREFIX", "check_dataset_name", "load_dataset"]

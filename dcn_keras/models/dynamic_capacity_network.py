@@ -82,6 +82,9 @@ class DynamicCapacityNetwork(keras.Model):
             by the coarse probabilities, or `"cam_top_class"`, the map of
             the coarse prediction's top class alone. Training selects by it
             too (not differentiated).
+        class_names: sequence of str or None, the name of each class of a
+            single-head top, in label order; served as `class_name` outputs.
+            Defaults to None.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -110,6 +113,7 @@ class DynamicCapacityNetwork(keras.Model):
         top_pass="incremental",
         exit_threshold=None,
         saliency="entropy_gradient",
+        class_names=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -156,6 +160,13 @@ class DynamicCapacityNetwork(keras.Model):
                 isinstance(exit_threshold, bool) or not isinstance(exit_threshold, (int, float))
                 or not 0 < exit_threshold <= 1):
             raise ValueError(f"exit_threshold={exit_threshold!r} must be None (off) or a number in (0, 1].")
+        if class_names is not None:
+            class_names = tuple(str(c) for c in class_names)
+            classes = top.outputs[0].shape[-1] if len(top.outputs) == 1 else None
+            if len(class_names) != classes:
+                raise ValueError(f"class_names has {len(class_names)} names; the top has "
+                                 f"{'several heads' if classes is None else f'{classes} classes'}.")
+        self.class_names = class_names
         self.image_shape = image_shape
         self.num_patches = num_patches
         self.hint_weight = float(hint_weight)
@@ -197,7 +208,9 @@ class DynamicCapacityNetwork(keras.Model):
                 embedded digits, or `"pretrained_full_mnist"`, on MNIST's
                 50,000 training digits), or the path of a `.weights.h5` file.
             **overrides: `DynamicCapacityNetwork` arguments replacing the
-                preset's (e.g. `num_patches=16`).
+                preset's (e.g. `num_patches=16`), and the preset's own
+                (`"images"`: `image_shape` and `num_classes`, from which it
+                sizes its towers and k).
 
         Raises:
             ValueError: an unknown preset, a preset without pretrained
@@ -208,7 +221,8 @@ class DynamicCapacityNetwork(keras.Model):
                 f"Unknown preset {name!r}; available: {sorted(presets.PRESETS)}."
             )
         path = presets.weights_path(name, weights)
-        model = cls(**{**presets.PRESETS[name](), **overrides})
+        own = {k: overrides.pop(k) for k in presets.preset_options(name) if k in overrides}
+        model = cls(**{**presets.PRESETS[name](**own), **overrides})
         if path is not None:
             model.load_weights(path)
         return model
@@ -511,6 +525,7 @@ class DynamicCapacityNetwork(keras.Model):
             top_pass=self.top_pass,
             exit_threshold=self.exit_threshold,
             saliency=self.saliency,
+            class_names=None if self.class_names is None else list(self.class_names),
         )
         return config
 

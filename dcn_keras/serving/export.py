@@ -107,7 +107,8 @@ def number_strings(probabilities):
 def flat_outputs(model, images, numbers=True):
     """The model's outputs as one flat dict of tensors.
 
-    A multi-digit model (heads `length`, `digit_1`, ...) also gets `number`
+    A DCN with `class_names` also gets `class_name` and `coarse_class_name`
+    (strings). A multi-digit model (heads `length`, `digit_1`, ...) also gets `number`
     (the number read, a string such as `"4071"`) and `number_confidence`
     (`number_strings`), unless `numbers` is False (LiteRT has no strings).
     """
@@ -129,6 +130,11 @@ def flat_outputs(model, images, numbers=True):
     for key in ("saliency", "locations", "patch_boxes", "refined"):
         if key in out:  # "refined": a DCN with an exit threshold.
             flat[key] = out[key]
+    names = getattr(model, "class_names", None)
+    if names and numbers:  # A user's own classes, by name (strings: not on LiteRT).
+        flat["class_name"] = tf.gather(tf.constant(names), flat["classes"])
+        if "coarse_probabilities" in flat:
+            flat["coarse_class_name"] = tf.gather(tf.constant(names), tf.argmax(flat["coarse_probabilities"], -1))
     return with_numbers(flat) if numbers else flat
 
 

@@ -4,7 +4,8 @@ import dataclasses
 from typing import Optional
 
 from dcn_keras import presets
-from dcn_keras.datasets import DATASETS
+from dcn_keras.datasets import check_dataset_name
+from dcn_keras.datasets.image_folder import parse_image_size
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
 from dcn_keras.datasets.number_labels import check_max_digits
@@ -92,6 +93,10 @@ class TrainConfig:
             `"float32"` (default), `"mixed_float16"` (with loss scaling) or
             `"mixed_bfloat16"`; variables, entropy, saliency and losses stay
             float32.
+        image_size: str or None, `--dataset=folder` and `tfds:NAME` only:
+            `"N"` or `"HxW"`, the size images are scaled to fit (aspect kept,
+            zero-padded); None: a folder's most common size, a TFDS
+            dataset's own (required when its sizes vary).
     """
 
     dataset: str = "cluttered_mnist"
@@ -121,9 +126,19 @@ class TrainConfig:
     init_from: Optional[str] = None
     freeze: tuple = ()
     dtype_policy: str = "float32"
+    image_size: Optional[str] = None
+
+    @property
+    def own_images(self):
+        """Whether the data is a user's own: an image folder or a TFDS dataset."""
+        return self.dataset == "folder" or self.dataset.startswith("tfds:")
 
     def __post_init__(self):
-        _check_choice("dataset", self.dataset, sorted(DATASETS))
+        check_dataset_name(self.dataset)
+        parse_image_size(self.image_size)
+        if self.image_size is not None and not self.own_images:
+            raise ValueError(f"--image_size={self.image_size} applies to --dataset=folder and tfds:NAME only, "
+                             f"not --dataset={self.dataset} (its size is fixed).")
         _check_choice("model", self.model, MODELS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.preset is not None:

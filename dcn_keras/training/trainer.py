@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from dcn_keras import presets
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.callbacks import PatchImageLogger
@@ -61,6 +62,8 @@ def dataset_options(config, training):
                        examples_per_digit=config.examples_per_digit if training else None)
     elif config.dataset == "svhn":
         options.update(crop=config.svhn_crop)
+    elif config.own_images:
+        options.update(image_size=config.image_size)
     return options
 
 
@@ -107,25 +110,32 @@ def steps_per_epoch(config, num_examples):
     return config.steps_per_epoch or max(1, num_examples // config.batch_size)
 
 
-def dcn_for(config, image_shape, preset):
-    """The (uncompiled) DCN `config` describes: its preset with its overrides."""
+def dcn_for(config, image_shape, preset, class_names=()):
+    """The (uncompiled) DCN `config` describes: its preset with its overrides.
+
+    `class_names`, a single-head dataset's, size a preset that takes
+    `num_classes` (`images`) and are kept by the model.
+    """
     overrides = {
         name: getattr(config, name)
         for name in ("num_patches", "hint_weight", "coarse_weight", "saliency")
         if getattr(config, name) is not None
     }
+    name = config.preset or preset
+    if class_names and "num_classes" in presets.preset_options(name):
+        overrides.update(num_classes=len(class_names), class_names=tuple(class_names))
     return DynamicCapacityNetwork.from_preset(
-        config.preset or preset, image_shape=tuple(image_shape), gather=config.gather, **overrides)
+        name, image_shape=tuple(image_shape), gather=config.gather, **overrides)
 
 
-def build_model(config, image_shape, preset, total_steps=None):
+def build_model(config, image_shape, preset, total_steps=None, class_names=()):
     """The DCN for `config`, or its fine/coarse baseline, compiled.
 
     `total_steps`, the run's optimizer steps, sets the length of a decaying
     learning-rate schedule.
     """
     with global_dtype_policy(config.dtype_policy):
-        dcn = dcn_for(config, image_shape, preset)
+        dcn = dcn_for(config, image_shape, preset, class_names)
         optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps))
         if config.model == "dcn":
             dcn.compile(optimizer=optimizer)
@@ -260,7 +270,8 @@ def train(config, callbacks=(), print_fn=print, export=None):
 
     with strategy.scope():
         model = build_model(config, info.image_shape, info.preset,
-                            total_steps=config.epochs * steps_per_epoch(config, info.num_examples))
+                            total_steps=config.epochs * steps_per_epoch(config, info.num_examples),
+                            class_names=info.class_names)
         if config.init_from:
             copied = initialize_from(model, config.init_from)
             print_fn(f"dcn_train: {', '.join(copied)} initialized from {config.init_from}")
@@ -268,7 +279,8 @@ def train(config, callbacks=(), print_fn=print, export=None):
             freeze(model, config.freeze, copied)
             print_fn(f"dcn_train: {', '.join(config.freeze)} frozen (not trained)")
     resolved = {"config": config.to_dict(), "preset": config.preset or info.preset,
-                "image_shape": list(info.image_shape), "replicas": strategy.num_replicas_in_sync}
+                "image_shape": list(info.image_shape), "replicas": strategy.num_replicas_in_sync,
+                "class_names": list(info.class_names)}
     if config.model == "dcn":
         g = model.geometry
         resolved.update(num_patches=model.num_patches, hint_weight=model.hint_weight,

@@ -272,3 +272,30 @@ def test_dcn_sweep_bad_flags_fail_with_one_line(tmp_path):
         done = _run("dcn_sweep", "--models=m.keras", "--fine=f.keras", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
         assert f"dcn_sweep: error: " in done.stderr and message in done.stderr
+
+
+@pytest.mark.slow
+def test_a_folder_of_own_images_trains_evaluates_and_predicts_by_class_name(tmp_path):
+    from tests.datasets.test_image_folder import CLASSES
+    from tests.datasets.test_image_folder import make_folder
+
+    root = make_folder(tmp_path / "shapes", per_class=10, sizes=((48, 48), (40, 56)))
+    run = str(tmp_path / "run")
+    done = _run("dcn_train", "--dataset=folder", f"--data_dir={root}", "--epochs=1", "--steps_per_epoch=2",
+                "--batch_size=4", "--verbose=0", f"--model_dir={run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"folder from image folder {root} (3 classes); 24 training images" in done.stdout
+    assert "skipped 1 unreadable file(s) of 31" in done.stderr
+    assert done.stderr.count("come in 2 sizes; each is scaled to fit 48x48") == 1, done.stderr
+    resolved = json.load(open(os.path.join(run, "config.json")))
+    assert resolved["class_names"] == list(CLASSES) and resolved["image_shape"] == [48, 48, 3]
+
+    evaluated = _run("dcn_eval", f"--model_path={run}/export/1", "--dataset=folder", f"--data_dir={root}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert [line.split(":")[0].strip() for line in evaluated.stdout.strip().splitlines()[1:]] == [
+        f"class {name}" for name in CLASSES]
+    predicted = _run("dcn_predict", f"--model={run}/model.keras", "--json", os.path.join(root, "cross"))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    records = json.loads(predicted.stdout)
+    assert len(records) == 10 and all(r["class"] in CLASSES and r["coarse_class"] in CLASSES for r in records)
+    assert all(CLASSES[r["class_index"]] == r["class"] for r in records)
