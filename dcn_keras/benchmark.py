@@ -114,8 +114,11 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   top_pass="incremental", breakdown=False, batch_splits=1, dtype_policy="float32",
                   layer_times=False, floor=False, litert=False, saliency="entropy_gradient", weights=None,
-                  requests=None, log=print):
+                  requests=None, canvas_size=None, log=print):
     """Measures every model of `preset` in this process; returns a dict.
+
+    With `canvas_size`, the preset's models take square images of that side
+    (the towers are convolutional; k stays the preset's unless `ks` says).
 
     Inference is timed inside `tf.function` (and, with `xla`, also with
     `jit_compile=True`); one training step at `train_batch` for the fine
@@ -156,26 +159,38 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
                        top_pass, breakdown, batch_splits, layer_times, floor, litert, saliency, weights,
-                       requests, log)
+                       requests, canvas_size, log)
     results["dtype_policy"] = dtype_policy
     return results
 
 
 def _test_canvases(image_shape, count):
-    # Real inputs for trained weights: the embedded test digits' canvases.
+    # Real inputs for trained weights: canvases of the embedded test digits,
+    # cluttered MNIST for one channel, mnist_numbers for three.
     from dcn_keras.datasets import cluttered_mnist
+    from dcn_keras.datasets import mnist_numbers
 
-    if tuple(image_shape) != (100, 100, 1):
-        raise ValueError(f"--weights times trained models on cluttered MNIST test canvases (100, 100, 1); "
-                         f"this preset takes {tuple(image_shape)}.")
-    canvases = cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=-(-count // 1000))[0]
+    height, width, channels = image_shape
+    if height != width or channels not in (1, 3):
+        raise ValueError(f"--weights times trained models on square cluttered MNIST (1 channel) or mnist_numbers "
+                         f"(3 channels) test canvases; this preset takes {tuple(image_shape)}.")
+    per_digit = -(-count // 1000)
+    if channels == 1:
+        canvases = cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=per_digit,
+                                                  canvas_size=height)[0]
+    else:
+        canvases = np.repeat(mnist_numbers.split_numbers("test", "embedded", examples_per_digit=per_digit,
+                                                         image_size=height, digit_scale=1.0)[0], 3, axis=-1)
     return canvases[:count].astype(np.float32) / 255.0
 
 
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, top_pass, breakdown,
-         batch_splits, layer_times, floor, litert, saliency, weights, requests, log):
+         batch_splits, layer_times, floor, litert, saliency, weights, requests, canvas_size, log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset, weights=weights)
+    if canvas_size is not None:
+        shape = (canvas_size, canvas_size, base.image_shape[2])
+        base = DynamicCapacityNetwork.from_preset(preset, weights=weights, image_shape=shape)
     exit_threshold = base.exit_threshold if weights is not None else None
     dcns = {k: DynamicCapacityNetwork(
         coarse=base.coarse, fine=base.fine, top=base.top, image_shape=base.image_shape,
@@ -200,7 +215,7 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         canvases = _test_canvases(base.image_shape, max([requests, *batch_sizes]))
         inputs = {batch: tf.constant(canvases[:batch]) for batch in batch_sizes}
         singles = [tf.constant(canvases[i:i + 1]) for i in range(requests)] if 1 in inputs else []
-    results = {"preset": preset, "gather": gather, "top_pass": top_pass, "saliency": saliency,
+    results = {"preset": preset, "image_shape": list(base.image_shape), "gather": gather, "top_pass": top_pass, "saliency": saliency,
                "weights": weights, "exit_threshold": exit_threshold, "requests": len(singles) or None,
                "macs_per_image": macs,
                "inference": {}, "train_step": {},

@@ -55,7 +55,8 @@ def selection_quality(model, config, batch_size=100):
     DCN gets right and wrong (`ink_covered_right`, `ink_covered_wrong`).
     """
     images, labels, corners, index, digits, _ = cluttered_mnist.split_canvases(
-        "test", config.digits, config.data_dir, config.seed, mnist_dir=config.mnist_dir)
+        "test", config.digits, config.data_dir, config.seed, canvas_size=config.canvas_size,
+        mnist_dir=config.mnist_dir)
     out = model.predict(images.astype(np.float32) / 255.0, batch_size=batch_size, verbose=0)
     size = images.shape[1]
     height, width = digits.shape[1:]

@@ -3,6 +3,8 @@
 import dataclasses
 import math
 
+import numpy as np
+
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.layers.patch_gather import int_pair
@@ -143,6 +145,24 @@ class PatchGeometry:
         locations = tf.cast(locations, tf.int32)
         top_left = locations * self.stride + self.offset
         return tf.concat([top_left, top_left + self.patch_size], axis=-1)
+
+    def covered_cells(self, boxes):
+        """Which cells objects cover: bool `[N, rows, cols]` from boxes `[N, objects, 4]`.
+
+        `boxes` are `[top, left, height, width]` in input pixels (height 0:
+        no object). A cell is covered when the `stride`-sized square at the
+        centre of its patch touches a box: the cells a DCN must refine to
+        see every object.
+        """
+        boxes = np.asarray(boxes, np.float64)
+        covered = []
+        for axis in (0, 1):
+            centre = (np.arange(self.grid_shape[axis]) * self.stride[axis] + self.offset[axis]
+                      + self.patch_size[axis] / 2)
+            low, high = centre - self.stride[axis] / 2, centre + self.stride[axis] / 2
+            start, size = boxes[..., axis, None], boxes[..., axis + 2, None]
+            covered.append((low < start + size) & (high > start) & (boxes[..., 2, None] > 0))
+        return (covered[0][..., :, None] & covered[1][..., None, :]).any(axis=1)
 
     @classmethod
     def from_towers(cls, coarse, fine, image_shape, patch_size=None, patch_offset=None):

@@ -84,6 +84,24 @@ def load_predictor(path):
     raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
 
 
+def model_image_shape(path):
+    """`(height, width, channels)` a saved model (`.keras` or SavedModel, a DCN or a baseline) takes.
+
+    A `.keras` baseline takes any size: its height and width are None.
+
+    Raises:
+        FileNotFoundError: `path` is neither a `.keras` file nor a SavedModel.
+    """
+    if path.endswith(".keras"):
+        model = load_model(path)
+        shape = getattr(model, "image_shape", None) or tuple(model.input_shape[1:])
+    elif os.path.isfile(os.path.join(path, "saved_model.pb")):
+        shape = _saved_model_image_shape(tf.saved_model.load(path).signatures["serving_default"], path)
+    else:
+        raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
+    return tuple(shape)
+
+
 def read_image(path, image_shape):
     """`(image, original_size)`: float32 `[H, W, C]` in [0, 1], resized as the serving signature does.
 

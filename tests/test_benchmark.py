@@ -95,9 +95,9 @@ def test_trained_weights_time_real_canvases_as_single_requests_with_the_presets_
     assert not [k for k in results["inference"] if "#" in k]  # Requests averaged into one entry.
     assert results["inference"]["dcn_k16/b1/graph"]["latency_ms"] > 0
     assert "mean of 6 requests, refined:" in bench_report.format_table(results)
-    with pytest.raises(ValueError, match="--weights times trained models on cluttered MNIST test canvases "
-                                         "\\(100, 100, 1\\); this preset takes \\(64, 64, 3\\)"):
-        benchmark._test_canvases((64, 64, 3), 4)
+    with pytest.raises(ValueError, match="square cluttered MNIST \\(1 channel\\) or mnist_numbers \\(3 channels\\) "
+                                         "test canvases; this preset takes \\(64, 48, 3\\)"):
+        benchmark._test_canvases((64, 48, 3), 4)
 
 
 def test_cam_dcns_are_benchmarked_with_their_own_arithmetic():
@@ -191,7 +191,7 @@ def test_thread_pools_cannot_change_once_tensorflow_runs():
 
 
 @pytest.mark.parametrize("flag,message", [
-    ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, cluttered_mnist_fast, svhn, svhn_cropped, svhn_patch_exact, svhn_positional."),
+    ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, cluttered_mnist_fast, images, svhn, svhn_cropped, svhn_patch_exact, svhn_positional."),
     ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
     ("--top_pass=sparse", "--top_pass='sparse' is not valid; choose one of: incremental, full."),
     ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),
@@ -207,3 +207,12 @@ def test_dcn_bench_rejects_bad_flags(flag, message):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert message in done.stderr
+
+
+def test_a_canvas_size_times_the_preset_at_that_size_on_real_canvases_with_weights():
+    results = benchmark.run_benchmark("svhn_positional", ks=(2,), batch_sizes=(2,), train_batch=2, warmup=1,
+                                      repeats=1, xla=False, canvas_size=96, log=lambda *_: None)
+    assert results["image_shape"] == [96, 96, 3]
+    canvases = benchmark._test_canvases((96, 96, 3), 3)
+    assert canvases.shape == (3, 96, 96, 3) and 0 < canvases.max() <= 1
+    assert benchmark._test_canvases((150, 150, 1), 2).shape == (2, 150, 150, 1)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from dcn_keras import presets
@@ -69,3 +70,18 @@ def test_unknown_resampling_layer_is_rejected():
     fine = keras.Model(p, keras.layers.Conv2D(4, 3)(p))
     with pytest.raises(ValueError, match="UpSampling2D.*patch_size"):
         PatchGeometry.from_towers(coarse, fine, (20, 20, 1))
+
+
+def test_covered_cells_are_those_whose_central_square_touches_a_box():
+    from dcn_keras import DynamicCapacityNetwork
+
+    geometry = DynamicCapacityNetwork.from_preset("svhn_patch_exact").geometry  # 14x14 cells, 4-px steps
+    boxes = np.zeros((2, 2, 4), np.float32)
+    boxes[0, 0] = (10, 10, 8, 4)  # 8 rows x 4 columns of pixels
+    covered = geometry.covered_cells(boxes)
+    assert covered.shape == (2, 14, 14) and not covered[1].any()  # no box: nothing covered
+    rows, cols = np.nonzero(covered[0])
+    centres = geometry.offset[0] + geometry.patch_size[0] / 2 + 4 * np.arange(14)
+    touching = [i for i, c in enumerate(centres) if c - 2 < 18 and c + 2 > 10]
+    assert sorted(set(rows)) == touching and covered[0].sum() == len(touching) * len(
+        [j for j, c in enumerate(centres) if c - 2 < 14 and c + 2 > 10])

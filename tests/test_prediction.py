@@ -94,3 +94,16 @@ def test_bad_inputs_are_named(tmp_path):
         prediction.load_predictor(str(tmp_path / "plain.keras"))
     with pytest.raises(FileNotFoundError, match="neither a .keras file nor a SavedModel"):
         prediction.load_predictor(str(tmp_path))
+
+
+def test_a_saved_models_image_size_is_read_from_keras_files_and_saved_models(tmp_path):
+    from dcn_keras.serving import export_model
+
+    model = preset_model(image_shape=(120, 120, 1))
+    model.save(str(tmp_path / "m.keras"))
+    model.fine_only_model().save(str(tmp_path / "fine.keras"))
+    assert prediction.model_image_shape(str(tmp_path / "m.keras")) == (120, 120, 1)
+    assert prediction.model_image_shape(export_model(model, str(tmp_path / "s" / "1"), xla=False)) == (120, 120, 1)
+    assert prediction.model_image_shape(str(tmp_path / "fine.keras")) == (120, 120, 1)
+    with pytest.raises(FileNotFoundError, match="neither a .keras file nor a SavedModel"):
+        prediction.model_image_shape(str(tmp_path))

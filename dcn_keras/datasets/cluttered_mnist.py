@@ -128,11 +128,13 @@ def check_examples_per_digit(value, name="examples_per_digit"):
 
 
 def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_digit=1,
-                   canvas_size=100, num_distractors=8, mnist_dir=None):
+                   canvas_size=None, num_distractors=None, mnist_dir=None):
     """The canvases of one split, as `load_dataset("cluttered_mnist", ...)` serves them.
 
     Each split gets its own generator seed: one seed for all would place the
-    digits of every split identically.
+    digits of every split identically. `canvas_size` defaults to the
+    paper's 100; `num_distractors` to its 8 per 100x100 pixels, so a larger
+    canvas is cluttered all over at the same density.
 
     Returns:
         `(images, labels, corners, index, digits, source)`: `make_canvases`'s
@@ -140,6 +142,9 @@ def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_dig
         the digit source used (`"tfds"`, `"embedded"` or `"IDX"`).
     """
     check_examples_per_digit(examples_per_digit)
+    canvas_size = canvas_size or 100
+    if num_distractors is None:
+        num_distractors = round(8 * (canvas_size / 100) ** 2)
     digits, labels, source = load_digits(split, source, data_dir, mnist_dir)
     canvases = make_canvases(
         digits, labels, num_images=len(digits) * examples_per_digit, canvas_size=canvas_size,

@@ -16,6 +16,9 @@ class DatasetInfo:
         source: str, where the data came from (shown to the user).
         class_names: tuple of str, the classes of a single-head task (empty
             for multi-head tasks).
+        object_boxes: float array `[num_examples, objects, 4]` or None, each
+            object's `[top, left, height, width]` in pixels (zero height:
+            none), where the dataset knows them (`mnist_numbers`' digits).
     """
 
     name: str
@@ -25,3 +28,4 @@ class DatasetInfo:
     preset: str
     source: str
     class_names: tuple = ()
+    object_boxes: object = dataclasses.field(default=None, repr=False, compare=False)

@@ -14,14 +14,14 @@ _TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "te
 
 
 def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto",
-                     examples_per_digit=1, canvas_size=100, num_distractors=8, mnist_dir=None):
+                     examples_per_digit=1, canvas_size=None, num_distractors=None, mnist_dir=None):
     canvases, labels, _, _, images, source = cluttered_mnist.split_canvases(
         split, digits, data_dir, seed, examples_per_digit, canvas_size, num_distractors, mnist_dir)
     dataset = tf.data.Dataset.from_tensor_slices((canvases, labels)).map(
         lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
         num_parallel_calls=tf.data.AUTOTUNE)
     info = DatasetInfo(
-        name="cluttered_mnist", split=split, image_shape=(canvas_size, canvas_size, 1),
+        name="cluttered_mnist", split=split, image_shape=canvases.shape[1:],
         num_examples=len(canvases), preset="cluttered_mnist",
         source=f"{source} MNIST digits ({len(images)} in {split})",
         class_names=tuple(str(d) for d in range(10)))
@@ -29,9 +29,10 @@ def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto"
 
 
 def _mnist_numbers(split, data_dir=None, seed=0, training=False, digits="auto", examples_per_digit=None,
-                   max_digits=number_labels.MAX_DIGITS, mnist_dir=None):
-    images, labels, _, source = mnist_numbers.split_numbers(
-        split, digits, data_dir, seed, examples_per_digit, max_digits=max_digits, mnist_dir=mnist_dir)
+                   max_digits=number_labels.MAX_DIGITS, mnist_dir=None, canvas_size=None):
+    images, labels, boxes, source = mnist_numbers.split_numbers(
+        split, digits, data_dir, seed, examples_per_digit, image_size=canvas_size or 64, max_digits=max_digits,
+        mnist_dir=mnist_dir, digit_scale=1.0)
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).map(
         # Three equal channels: the svhn towers' input.
         lambda x, y: (tf.image.grayscale_to_rgb(tf.cast(x, tf.float32) / 255.0), y),
@@ -42,7 +43,8 @@ def _mnist_numbers(split, data_dir=None, seed=0, training=False, digits="auto", 
         # svhn_positional: the svhn towers with a top that keeps the digits'
         # order (fine model 34.3% whole-number error against 51.9% with the
         # svhn top's global pool: docs/results.md).
-        preset="svhn_positional", source=f"numbers of 1-{max_digits} {source} MNIST digits ({split} digits)")
+        preset="svhn_positional", source=f"numbers of 1-{max_digits} {source} MNIST digits ({split} digits)",
+        object_boxes=boxes)
     return dataset, info
 
 

@@ -16,6 +16,9 @@ to right on a cluttered background:
   inside the canvas;
 - clutter: `num_distractors` 6x6-pixel fragments (scaled) of other digits,
   pasted at random below the number; pixels are summed and clipped;
+- canvas: 64 pixels by default; `canvas_size` (the loader's) keeps the digits
+  at their 64-pixel sizes on a larger canvas, with clutter over all of it at
+  the same density, so the number is small against the image;
 - stored as uint8 `[N, S, S, 1]`; the loader serves three equal channels
   in [0, 1], as the `svhn` preset (64x64x3) takes them.
 
@@ -67,7 +70,7 @@ def _ink(digit):
 
 
 def make_numbers(digits, labels, num_images, image_size=64, max_digits=MAX_DIGITS, num_distractors=6,
-                 seed=0):
+                 seed=0, digit_scale=None):
     """Builds `num_images` numbers from the digits of one split.
 
     Args:
@@ -76,8 +79,15 @@ def make_numbers(digits, labels, num_images, image_size=64, max_digits=MAX_DIGIT
         num_images: int, numbers to make.
         image_size: int, side of the square canvas. Defaults to 64.
         max_digits: int, 1 to 5: lengths are uniform over 1..max_digits.
-        num_distractors: int, clutter fragments per canvas. Defaults to 6.
+        num_distractors: int, clutter fragments per 64x64 pixels of canvas
+            (at `digit_scale`). Defaults to 6.
         seed: int, the generator's seed.
+        digit_scale: float or None. None (default): digits, gaps and clutter
+            grow with the canvas (the 64-pixel recipe scaled by
+            `image_size / 64`). A number: their sizes are the 64-pixel
+            recipe's times `digit_scale` whatever the canvas, and clutter
+            covers the whole canvas at the same density, so a larger canvas
+            holds the same number, smaller against the image.
 
     Returns:
         `(images, labels, boxes)`: uint8 `[num_images, S, S, 1]`; the heads'
@@ -91,8 +101,14 @@ def make_numbers(digits, labels, num_images, image_size=64, max_digits=MAX_DIGIT
         raise ValueError(f"Need at least 2 digits to draw numbers and clutter from; got {len(digits)}.")
     if num_distractors < 0:
         raise ValueError(f"num_distractors={num_distractors} must be >= 0.")
+    unit = image_size / _REFERENCE_SIZE if digit_scale is None else float(digit_scale)
+    if not unit > 0:
+        raise ValueError(f"digit_scale={digit_scale!r} must be a number > 0.")
+    if 26 * unit > image_size - 2:
+        raise ValueError(f"image_size={image_size} cannot hold digits of up to {26 * unit:.0f} pixels "
+                         f"(digit_scale={digit_scale}).")
+    num_distractors = round(num_distractors * (image_size / (_REFERENCE_SIZE * unit)) ** 2)
     rng = np.random.default_rng(seed)
-    unit = image_size / _REFERENCE_SIZE
     lengths = rng.integers(1, max_digits + 1, num_images)
     padded = np.full((num_images, MAX_DIGITS), NO_DIGIT, np.int64)
     boxes = np.zeros((num_images, max_digits, 4), np.float32)
@@ -134,8 +150,11 @@ def make_numbers(digits, labels, num_images, image_size=64, max_digits=MAX_DIGIT
 
 
 def split_numbers(split, source="auto", data_dir=None, seed=0, examples_per_digit=None, image_size=64,
-                  max_digits=MAX_DIGITS, mnist_dir=None):
+                  max_digits=MAX_DIGITS, mnist_dir=None, digit_scale=None):
     """The numbers of one split, as `load_dataset("mnist_numbers", ...)` serves them.
+
+    The loader's `canvas_size` is `image_size` with `digit_scale=1`: digits
+    of the 64-pixel recipe on a larger canvas.
 
     `examples_per_digit` numbers are made per digit of the split; None makes
     4 per training digit and, for validation and test, enough for at least
@@ -151,5 +170,5 @@ def split_numbers(split, source="auto", data_dir=None, seed=0, examples_per_digi
     cluttered_mnist.check_examples_per_digit(examples_per_digit)
     # Seeds apart from cluttered MNIST's (seed * 3 + split) so the two never share placements.
     made = make_numbers(digits, labels, len(digits) * examples_per_digit, image_size, max_digits,
-                        seed=1000 + seed * 3 + cluttered_mnist.SPLITS.index(split))
+                        seed=1000 + seed * 3 + cluttered_mnist.SPLITS.index(split), digit_scale=digit_scale)
     return (*made, source)

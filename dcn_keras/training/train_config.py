@@ -17,12 +17,25 @@ MODELS = ("dcn", "fine", "coarse")
 MNIST_DATASETS = ("cluttered_mnist", "mnist_numbers")  # Made of MNIST digits: --digits, --mnist_dir.
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# The smallest canvas each generated dataset can take: a 28-pixel digit; the
+# 64-pixel recipe of the numbers.
+MIN_CANVAS = {"cluttered_mnist": 28, "mnist_numbers": 64}
 FREEZABLE = ("coarse", "fine", "top")  # The sub-networks `init_from` copies.
 
 
 def _check_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"--{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
+
+
+def check_canvas_size(dataset, canvas_size):
+    """Raises a `ValueError` unless `canvas_size` is None or a side `dataset`'s canvases can take."""
+    if canvas_size is None:
+        return
+    if dataset not in MIN_CANVAS:
+        raise ValueError(f"--canvas_size={canvas_size} applies to {' and '.join(MIN_CANVAS)} only, "
+                         f"not --dataset={dataset}.")
+    _check_number("canvas_size", canvas_size, MIN_CANVAS[dataset], integer=True)
 
 
 def _check_number(name, value, minimum, optional=False, integer=False, strict=False):
@@ -93,6 +106,10 @@ class TrainConfig:
             `"float32"` (default), `"mixed_float16"` (with loss scaling) or
             `"mixed_bfloat16"`; variables, entropy, saliency and losses stay
             float32.
+        canvas_size: int or None, `cluttered_mnist` and `mnist_numbers`
+            only: the canvas side in pixels, the digits keeping their size
+            and the clutter its density (None: 100 and 64, the recorded
+            results' sizes). At least `MIN_CANVAS[dataset]`.
         image_size: str or None, `--dataset=folder` and `tfds:NAME` only:
             `"N"` or `"HxW"`, the size images are scaled to fit (aspect kept,
             zero-padded); None: a folder's most common size, a TFDS
@@ -127,6 +144,7 @@ class TrainConfig:
     freeze: tuple = ()
     dtype_policy: str = "float32"
     image_size: Optional[str] = None
+    canvas_size: Optional[int] = None
 
     @property
     def own_images(self):
@@ -152,6 +170,7 @@ class TrainConfig:
         if self.mnist_dir and self.dataset not in MNIST_DATASETS:
             raise ValueError(f"--mnist_dir={self.mnist_dir} applies to {' and '.join(MNIST_DATASETS)} only, "
                              f"not --dataset={self.dataset}.")
+        check_canvas_size(self.dataset, self.canvas_size)
         check_max_digits(self.max_digits)
         if self.max_digits != 5 and self.dataset != "mnist_numbers":
             raise ValueError(f"--max_digits={self.max_digits} applies to mnist_numbers only, "

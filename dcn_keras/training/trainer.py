@@ -24,6 +24,12 @@ from dcn_keras.models.objective import per_example_ce_and_correct
 from dcn_keras.training.train_config import FREEZABLE
 
 _NUM_LOGGED_IMAGES = 4
+# Above this share of coarse cells covered by the objects, a DCN is unlikely
+# to be as accurate as its fine model and much faster: it must refine about
+# every covered cell. Provisional, between the measured points (docs/results.md):
+# cluttered MNIST at 100 px (11% covered) pays 4.5x; mnist_numbers at 64 px
+# (29%) found no point as accurate and 3x faster.
+COVERAGE_LIMIT = 0.2
 _PARTS = FREEZABLE
 
 
@@ -53,6 +59,8 @@ def _task():
 def dataset_options(config, training):
     """The `load_dataset` options `config` implies, for a training or eval split."""
     options = dict(data_dir=config.data_dir, seed=config.seed, training=training)
+    if config.canvas_size is not None:
+        options.update(canvas_size=config.canvas_size)
     if config.dataset == "cluttered_mnist":
         options.update(digits=config.digits, mnist_dir=config.mnist_dir,
                        examples_per_digit=config.examples_per_digit if training else 1)
@@ -215,6 +223,23 @@ def _whole_number_error(model, dataset):
     return 1.0 - float(tf.reduce_mean(tf.concat(right, 0)))
 
 
+def report_coverage(geometry, boxes, print_fn, sample=2000):
+    """Prints the mean share of coarse cells the objects cover, and a warning above `COVERAGE_LIMIT`.
+
+    Returns the share. `boxes`: `[N, objects, 4]` `[top, left, height, width]`
+    (a sample of `sample` images is enough for a mean).
+    """
+    covered = geometry.covered_cells(boxes[:sample]).sum((1, 2))
+    share = float(covered.mean()) / geometry.num_cells
+    print_fn(f"dcn_train: the objects cover {100 * share:.1f}% of the {geometry.num_cells} coarse cells "
+             f"({covered.mean():.0f} on average)")
+    if share > COVERAGE_LIMIT:
+        print_fn(f"dcn_train: above {100 * COVERAGE_LIMIT:.0f}% a DCN must refine most of the image to match its "
+                 "fine model, so it is unlikely to be much faster; a larger canvas (--canvas_size) makes the "
+                 "objects smaller against the image")
+    return share
+
+
 def _resume(model, checkpoint_dir, config, print_fn):
     """Loads the newest checkpoint into `model`; returns its epoch (0: a new run)."""
     newest = latest_checkpoint(checkpoint_dir)
@@ -278,6 +303,8 @@ def train(config, callbacks=(), print_fn=print, export=None):
         if config.freeze:
             freeze(model, config.freeze, copied)
             print_fn(f"dcn_train: {', '.join(config.freeze)} frozen (not trained)")
+    if test_info.object_boxes is not None and hasattr(model, "geometry"):
+        report_coverage(model.geometry, test_info.object_boxes, print_fn)
     resolved = {"config": config.to_dict(), "preset": config.preset or info.preset,
                 "image_shape": list(info.image_shape), "replicas": strategy.num_replicas_in_sync,
                 "class_names": list(info.class_names)}

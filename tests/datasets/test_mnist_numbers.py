@@ -131,3 +131,47 @@ def test_max_digits_goes_with_mnist_numbers_only():
     with pytest.raises(ValueError, match="--max_digits=3 applies to mnist_numbers only, not --dataset=svhn"):
         TrainConfig(dataset="svhn", max_digits=3)
     assert TrainConfig(dataset="mnist_numbers", max_digits=3).max_digits == 3
+
+
+def _real_digits():
+    return cluttered_mnist.embedded_digits("test")[0][:200], cluttered_mnist.embedded_digits("test")[1][:200]
+
+
+def test_a_larger_canvas_keeps_the_digits_size_and_the_clutter_density():
+    digits, labels = _real_digits()
+    small, _, small_boxes = mnist_numbers.make_numbers(digits, labels, 200, 64, seed=3, digit_scale=1.0)
+    large, _, large_boxes = mnist_numbers.make_numbers(digits, labels, 200, 192, seed=3, digit_scale=1.0)
+    assert large.shape == (200, 192, 192, 1)
+    heights = lambda b: b[..., 2][b[..., 2] > 0]  # noqa: E731
+    # Digit sizes stay the 64-pixel recipe's (heights in [16, 26], shrunk only to fit 64 pixels).
+    assert 12 <= heights(large_boxes).min() and heights(large_boxes).max() <= 27
+    # On 192 pixels no number needs shrinking: each one's tallest digit is its drawn height.
+    assert 16 <= large_boxes[..., 2].max(1).min() and large_boxes[..., 2].max(1).max() <= 26
+    # Clutter all over: ink outside the number's boxes, per pixel, as dense as on 64 pixels.
+    def clutter_density(images, boxes):
+        mask = np.ones(images.shape[:3], bool)
+        for n, image_boxes in enumerate(boxes):
+            for top, left, h, w in image_boxes.astype(int):
+                mask[n, max(0, top - 2):top + h + 2, max(0, left - 2):left + w + 2] = False
+        return (images[..., 0] > 0)[mask].mean()
+    assert clutter_density(large, large_boxes) == pytest.approx(clutter_density(small, small_boxes), rel=0.25)
+
+
+def test_the_default_canvas_is_the_recorded_recipe():
+    digits, labels = _real_digits()
+    default = mnist_numbers.make_numbers(digits, labels, 50, seed=1)
+    explicit = mnist_numbers.make_numbers(digits, labels, 50, 64, seed=1, digit_scale=1.0)
+    np.testing.assert_array_equal(default[0], explicit[0])
+    data, info = load_dataset("mnist_numbers", "test", digits="embedded", canvas_size=96, examples_per_digit=1)
+    assert info.image_shape == (96, 96, 3) and info.object_boxes.shape == (1000, 5, 4)
+    assert next(iter(data))[0].shape == (96, 96, 3)
+
+
+@pytest.mark.parametrize("dataset, size, message", [
+    ("mnist_numbers", 63, "--canvas_size=63 is not valid; it must be an integer >= 64"),
+    ("cluttered_mnist", 20, "--canvas_size=20 is not valid; it must be an integer >= 28"),
+    ("svhn", 128, "--canvas_size=128 applies to cluttered_mnist and mnist_numbers only"),
+])
+def test_bad_canvas_sizes_are_named(dataset, size, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(dataset=dataset, canvas_size=size)

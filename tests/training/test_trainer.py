@@ -357,3 +357,18 @@ def test_a_multi_digit_baseline_sums_the_heads_losses_and_is_scored_on_the_whole
                  for h in HEADS)
     assert logs["loss"] == pytest.approx(summed, rel=1e-4)
     assert logs["digit_3_accuracy"] == pytest.approx(8 / 12) and logs["length_accuracy"] == 1.0
+
+
+def test_the_objects_coverage_is_reported_with_a_warning_when_too_high():
+    from dcn_keras.training.trainer import COVERAGE_LIMIT
+    from dcn_keras.training.trainer import report_coverage
+
+    geometry = DynamicCapacityNetwork.from_preset("svhn_patch_exact").geometry
+    small = np.array([[[10, 10, 8, 8]]], np.float32)
+    lines = []
+    share = report_coverage(geometry, small, lines.append)
+    assert share < COVERAGE_LIMIT and len(lines) == 1
+    assert lines[0].startswith(f"dcn_train: the objects cover {100 * share:.1f}% of the 196 coarse cells")
+    lines = []
+    assert report_coverage(geometry, np.array([[[0, 0, 64, 64]]], np.float32), lines.append) == 1.0
+    assert len(lines) == 2 and "unlikely to be much faster" in lines[1] and "--canvas_size" in lines[1]
