@@ -114,7 +114,7 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   top_pass="incremental", breakdown=False, batch_splits=1, dtype_policy="float32",
                   layer_times=False, floor=False, litert=False, saliency="entropy_gradient", weights=None,
-                  requests=None, canvas_size=None, log=print):
+                  requests=None, canvas_size=None, mnist_dir=None, log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     With `canvas_size`, the preset's models take square images of that side
@@ -148,7 +148,8 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     saves depends on the images. Batch 1 is then timed as `requests`
     different single-image requests (default 200), each interleaved with
     the others, and reported as their mean (`results["requests"]`; the DCNs'
-    share of them refined in `results["refined_share"]`).
+    share of them refined in `results["refined_share"]`). With `mnist_dir`
+    (MNIST's IDX files), those canvases are of MNIST's official test digits.
     """
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
         raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
@@ -159,14 +160,16 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
                        top_pass, breakdown, batch_splits, layer_times, floor, litert, saliency, weights,
-                       requests, canvas_size, log)
+                       requests, canvas_size, mnist_dir, log)
     results["dtype_policy"] = dtype_policy
     return results
 
 
-def _test_canvases(image_shape, count):
-    # Real inputs for trained weights: canvases of the embedded test digits,
-    # cluttered MNIST for one channel, mnist_numbers for three.
+def _test_canvases(image_shape, count, mnist_dir=None):
+    # Real inputs for trained weights: canvases of the test digits (the
+    # embedded ones, or MNIST's official ones from `mnist_dir`: a model
+    # trained on full MNIST has seen the embedded digits), cluttered MNIST
+    # for one channel, mnist_numbers for three.
     from dcn_keras.datasets import cluttered_mnist
     from dcn_keras.datasets import mnist_numbers
 
@@ -174,18 +177,19 @@ def _test_canvases(image_shape, count):
     if height != width or channels not in (1, 3):
         raise ValueError(f"--weights times trained models on square cluttered MNIST (1 channel) or mnist_numbers "
                          f"(3 channels) test canvases; this preset takes {tuple(image_shape)}.")
-    per_digit = -(-count // 1000)
+    source = dict(source="auto", mnist_dir=mnist_dir) if mnist_dir else dict(source="embedded")
+    per_digit = -(-count // (10_000 if mnist_dir else 1000))
     if channels == 1:
-        canvases = cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=per_digit,
-                                                  canvas_size=height)[0]
+        canvases = cluttered_mnist.split_canvases("test", examples_per_digit=per_digit, canvas_size=height,
+                                                  **source)[0]
     else:
-        canvases = np.repeat(mnist_numbers.split_numbers("test", "embedded", examples_per_digit=per_digit,
-                                                         image_size=height, digit_scale=1.0)[0], 3, axis=-1)
+        canvases = np.repeat(mnist_numbers.split_numbers("test", examples_per_digit=per_digit, image_size=height,
+                                                         digit_scale=1.0, **source)[0], 3, axis=-1)
     return canvases[:count].astype(np.float32) / 255.0
 
 
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, top_pass, breakdown,
-         batch_splits, layer_times, floor, litert, saliency, weights, requests, canvas_size, log):
+         batch_splits, layer_times, floor, litert, saliency, weights, requests, canvas_size, mnist_dir, log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset, weights=weights)
     if canvas_size is not None:
@@ -212,11 +216,12 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
                   for batch in batch_sizes}
         singles = [inputs[1]] if 1 in inputs else []
     else:
-        canvases = _test_canvases(base.image_shape, max([requests, *batch_sizes]))
+        canvases = _test_canvases(base.image_shape, max([requests, *batch_sizes]), mnist_dir)
         inputs = {batch: tf.constant(canvases[:batch]) for batch in batch_sizes}
         singles = [tf.constant(canvases[i:i + 1]) for i in range(requests)] if 1 in inputs else []
     results = {"preset": preset, "image_shape": list(base.image_shape), "gather": gather, "top_pass": top_pass, "saliency": saliency,
-               "weights": weights, "exit_threshold": exit_threshold, "requests": len(singles) or None,
+               "weights": weights, "test_digits": ("MNIST test" if mnist_dir else "embedded") if weights else None,
+               "exit_threshold": exit_threshold, "requests": len(singles) or None,
                "macs_per_image": macs,
                "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,

@@ -216,3 +216,11 @@ def test_a_canvas_size_times_the_preset_at_that_size_on_real_canvases_with_weigh
     canvases = benchmark._test_canvases((96, 96, 3), 3)
     assert canvases.shape == (3, 96, 96, 3) and 0 < canvases.max() <= 1
     assert benchmark._test_canvases((150, 150, 1), 2).shape == (2, 150, 150, 1)
+
+
+def test_weights_canvases_come_from_mnist_idx_files_when_given(tmp_path):
+    from tests.helpers import mnist_idx_dir
+
+    canvases = benchmark._test_canvases((100, 100, 1), 3, mnist_dir=mnist_idx_dir(tmp_path)[0])
+    embedded = benchmark._test_canvases((100, 100, 1), 3)
+    assert canvases.shape == embedded.shape == (3, 100, 100, 1) and not np.array_equal(canvases, embedded)
