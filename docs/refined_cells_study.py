@@ -25,7 +25,7 @@ from dcn_keras.datasets import load_dataset
 from dcn_keras.datasets.mnist_numbers import split_numbers
 from dcn_keras.evaluation import paired_counts
 from dcn_keras.evaluation import right_answers
-from dcn_keras.macs import model_macs
+from dcn_keras.studies.macs import model_macs
 from dcn_keras.models import load_model
 from dcn_keras.models.objective import probabilities
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dcn_keras import benchmark
+from dcn_keras.studies import benchmark
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.datasets import cluttered_mnist
@@ -16,8 +16,8 @@ from dcn_keras.evaluation import outcomes
 from dcn_keras.evaluation import paired_counts
 from dcn_keras.evaluation import save_picture
 from dcn_keras.io_utils import write_json_atomically
-from dcn_keras.macs import model_macs
-from dcn_keras.timing import median_seconds
+from dcn_keras.studies.macs import model_macs
+from dcn_keras.studies.timing import median_seconds
 from dcn_keras.training import dataset_options
 from dcn_keras.training.train_config import MNIST_DATASETS
 from dcn_keras.training import dcn_for

@@ -18,19 +18,19 @@ import os
 
 import numpy as np
 
-from dcn_keras import benchmark
+from dcn_keras.studies import benchmark
 from dcn_keras.backend import tf
 from dcn_keras.evaluation import paired_counts
 from dcn_keras.evaluation import right_answers
 from dcn_keras.io_utils import atomic_path
-from dcn_keras.macs import model_macs
+from dcn_keras.studies.macs import model_macs
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
 from dcn_keras.models.dynamic_capacity_network import SALIENCIES
 from dcn_keras.models.objective import coarse_confidence
 from dcn_keras.models.objective import probabilities
 from dcn_keras.serving.export import flat_outputs
-from dcn_keras.timing import interleaved_median_seconds
+from dcn_keras.studies.timing import interleaved_median_seconds
 
 # From never exiting (None) to exiting often.
 THRESHOLDS = (None, 0.99999, 0.9999, 0.999, 0.995, 0.99, 0.97, 0.9)

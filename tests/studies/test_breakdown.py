@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dcn_keras import breakdown
+from dcn_keras.studies import breakdown
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.layers.phase_gradient_conv2d import phase_kernel

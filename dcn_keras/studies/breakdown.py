@@ -9,8 +9,8 @@ from dcn_keras.backend import tf
 from dcn_keras.layers.phase_gradient_conv2d import phase_kernel
 from dcn_keras.layers.phase_gradient_conv2d import phase_products
 from dcn_keras.models.incremental_top import IncrementalTop
-from dcn_keras.timing import interleaved_median_seconds
-from dcn_keras.timing import median_seconds
+from dcn_keras.studies.timing import interleaved_median_seconds
+from dcn_keras.studies.timing import median_seconds
 
 
 def time_parts(dcn, images, warmup=5, repeats=30):

@@ -6,15 +6,15 @@ import sys
 import numpy as np
 import pytest
 
-from dcn_keras import bench_report
-from dcn_keras import benchmark
+from dcn_keras.studies import bench_report
+from dcn_keras.studies import benchmark
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from tests.helpers import preset_model
 from tests.helpers import random_images
 from tests.helpers import traced_ops
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_run_benchmark_reports_every_model_and_ratio(tmp_path):

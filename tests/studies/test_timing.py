@@ -1,4 +1,4 @@
-from dcn_keras import timing
+from dcn_keras.studies import timing
 from dcn_keras.backend import tf
 
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from dcn_keras import sweep
-from dcn_keras.macs import model_macs
+from dcn_keras.studies import sweep
+from dcn_keras.studies.macs import model_macs
 from dcn_keras.models.objective import coarse_confidence
 from tests.helpers import preset_model
 from tests.helpers import random_images

@@ -8,15 +8,15 @@ import numpy as np
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
-from dcn_keras.breakdown import convolution_floor
-from dcn_keras.breakdown import layer_breakdown
-from dcn_keras.breakdown import time_parts
-from dcn_keras.macs import model_macs
+from dcn_keras.studies.breakdown import convolution_floor
+from dcn_keras.studies.breakdown import layer_breakdown
+from dcn_keras.studies.breakdown import time_parts
+from dcn_keras.studies.macs import model_macs
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.models.loading import global_dtype_policy
-from dcn_keras.timing import interleaved_median_seconds
-from dcn_keras.timing import peak_memory_bytes
+from dcn_keras.studies.timing import interleaved_median_seconds
+from dcn_keras.studies.timing import peak_memory_bytes
 
 
 def inference_fn(model, jit_compile=False, batch_splits=1):

@@ -1,4 +1,4 @@
-from dcn_keras import macs
+from dcn_keras.studies import macs
 from tests.helpers import preset_model
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from dcn_keras import comparison
+from dcn_keras.studies import comparison
 from dcn_keras import presets
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.evaluation import compare_saved_models
