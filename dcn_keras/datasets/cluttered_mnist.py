@@ -72,8 +72,16 @@ def tfds_unavailable_reason(data_dir=None, timeout=5.0):
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder("mnist", data_dir=data_dir)
-    if builder.is_prepared():
+    # TFDS warns of a half-made copy's folder ("Variant folder ... has no
+    # dataset_info.json"); the fallback warning below says it in the user's terms.
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        builder = tfds.builder("mnist", data_dir=data_dir)
+        prepared = builder.is_prepared()
+    finally:
+        logging.set_verbosity(verbosity)
+    if prepared:
         return None
     reason = unreachable_reason(getattr(builder, "URL", ""), timeout)
     return reason and f"no prepared copy in {builder.data_dir} and {reason}"
