@@ -266,16 +266,18 @@ def preset_options(name):
 
 
 _WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-# Preset -> its shipped weights by name. "pretrained": the k=8 DCN of
-# docs/results.md trained on the 3,500 embedded training digits only, which
-# anyone can re-make offline (saved_models/cluttered_mnist_dcn/1);
-# "pretrained_full_mnist": the same recipe on MNIST's 50,000 training digits
-# (saved_models/cluttered_mnist_full_dcn/1).
-# "cluttered_mnist_fast"'s: the k=16 DCN started from the fine model of the
-# same embedded-digit comparison (saved_models/cluttered_mnist_fast_dcn/1).
+# Preset -> its shipped weights by name (docs/results.md, "The shipped models").
+# cluttered_mnist "pretrained": the paper's k=8 DCN trained on the 3,500
+# embedded training digits, which anyone can re-make offline
+# (saved_models/cluttered_mnist_dcn/1); "pretrained_full_mnist": the same
+# recipe on MNIST's 50,000 training digits. cluttered_mnist_fast "pretrained":
+# the default model, the k=16 DCN started from the fine model on full MNIST
+# (saved_models/cluttered_mnist_fast_full_dcn/1, cluttered_mnist_fast.tflite);
+# "pretrained_embedded": the same recipe on the embedded digits.
 PRETRAINED = {"cluttered_mnist": {"pretrained": "cluttered_mnist_dcn.weights.h5",
                                   "pretrained_full_mnist": "cluttered_mnist_full_dcn.weights.h5"},
-              "cluttered_mnist_fast": {"pretrained": "cluttered_mnist_fast_dcn.weights.h5"}}
+              "cluttered_mnist_fast": {"pretrained": "cluttered_mnist_fast_full_dcn.weights.h5",
+                                       "pretrained_embedded": "cluttered_mnist_fast_dcn.weights.h5"}}
 
 
 def weights_path(preset, weights):

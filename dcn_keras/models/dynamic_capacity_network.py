@@ -199,9 +199,12 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             name: str, a key of `presets.PRESETS`.
             weights: None (default: random initial weights), the name of
                 weights shipped with the package for this preset
-                (`presets.PRETRAINED`: `"pretrained"`, trained on the
-                embedded digits, or `"pretrained_full_mnist"`, on MNIST's
-                50,000 training digits), or the path of a `.weights.h5` file.
+                (`presets.PRETRAINED`: `"pretrained"`, the preset's best
+                (`cluttered_mnist_fast`: the default model, trained on
+                MNIST's 50,000 training digits; `cluttered_mnist`: the
+                paper's k=8 DCN on the embedded digits), or another shipped
+                name such as `"pretrained_full_mnist"`), or the path of a
+                `.weights.h5` file.
             **overrides: `DynamicCapacityNetwork` arguments replacing the
                 preset's (e.g. `num_patches=16`), and the preset's own
                 (`"images"`: `image_shape` and `num_classes`, from which it
