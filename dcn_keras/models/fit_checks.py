@@ -1,9 +1,10 @@
 """Checks of the data `fit` and `evaluate` get: errors that name the bad value, before any weight changes.
 
-Two layers. `check_first_batch` looks at the data eagerly before Keras
-traces anything: whole NumPy arrays, or a dataset's first batch (shapes,
-dtypes, finite pixels, label values). Later batches of a dataset are checked
-inside the step (`finite_images` here, the label assert in
+Two layers. `check_first_batch` looks at the data before Keras traces
+anything: whole NumPy arrays (shapes, dtypes, finite pixels, label values),
+or a dataset's element spec (shapes, dtypes, labels; its elements are not
+read, since a new iterator of a shuffled dataset draws a new order and would
+change what `fit` then sees). A dataset's values are checked inside the step (`finite_images` here, the label assert in
 `objective.labels_per_head`), which stops the step before the optimizer
 touches a weight; `graph_checks_as_value_errors` turns those assert failures
 from a long `InvalidArgumentError` into a `ValueError` with the same words.
@@ -51,38 +52,45 @@ def graph_checks_as_value_errors():
         raise ValueError(f"{text} [{values}]; nothing was trained on that batch.") from None
 
 
-def _first_batch(x, y):
-    """`(images, labels)` of the first batch `fit` would see, or None when it cannot be had cheaply."""
-    if isinstance(x, tf.data.Dataset):
-        for element in x.take(1):
-            images, labels, _ = keras.utils.unpack_x_y_sample_weight(element)
-            return images, labels
-        return None
-    if isinstance(x, (np.ndarray, tf.Tensor)):
-        return x, y
-    return None  # A generator or PyDataset: the in-step checks cover it.
+def _check_dataset_spec(model, dataset):
+    """Checks a dataset's element spec, not its elements: iterating would draw a shuffle order."""
+    images, labels, _ = keras.utils.unpack_x_y_sample_weight(dataset.element_spec)
+    if not isinstance(images, tf.TensorSpec) or not images.dtype.is_floating:
+        raise ValueError(f"Images must be float32 tensors in [0, 1]; the dataset yields {images}.")
+    shape = images.shape
+    expected = (None,) + tuple(model.image_shape)
+    if shape.rank is not None and (shape.rank != 4 or any(
+            s is not None and s != e for s, e in zip(shape[1:], model.image_shape))):
+        raise ValueError(f"Expected images of shape {expected}; the dataset yields {tuple(shape)}.")
+    if labels is None:
+        raise ValueError("A DynamicCapacityNetwork trains on (images, labels); the dataset yields no labels.")
 
 
 def check_first_batch(model, x, y=None):
-    """Checks images and labels eagerly: whole arrays, or a dataset's first batch.
+    """Checks what `fit` is given before any step: NumPy arrays whole, a dataset by its element spec.
+
+    Label values and pixels of a dataset are checked inside each step
+    (`finite_images`, `objective.labels_per_head`), before the optimizer
+    touches a weight.
 
     Raises:
         ValueError: images of the wrong dtype, shape or with non-finite
             pixels, missing labels, or labels that are not class indices of
             `model`'s heads (whole numbers in `[0, classes)`).
     """
-    batch = _first_batch(x, y)
-    if batch is None:
+    if isinstance(x, tf.data.Dataset):
+        _check_dataset_spec(model, x)
         return
-    images, labels = batch
-    images = model._check_images(images)
+    if not isinstance(x, (np.ndarray, tf.Tensor)):
+        return  # A generator or PyDataset: the in-step checks cover it.
+    images = model._check_images(x)
     bad = np.flatnonzero(~np.isfinite(np.reshape(images.numpy(), (images.shape[0], -1))).all(axis=1))
     if bad.size:
         raise ValueError(f"images must be finite numbers in [0, 1]; NaN or infinite pixels in "
                          f"{bad.size} image(s), at rows {bad[:5].tolist()}.")
-    if labels is None:
+    if y is None:
         raise ValueError("A DynamicCapacityNetwork trains on (images, labels); got no labels.")
     n = images.shape[0]
     heads = keras.tree.map_structure(lambda t: tf.zeros((n, t.shape[-1])), model.top.output)
     with graph_checks_as_value_errors():
-        labels_per_head(labels, heads)
+        labels_per_head(y, heads)

@@ -78,3 +78,20 @@ def test_evaluate_checks_the_same_way():
     model = _model()
     with pytest.raises(ValueError, match=r"got \[10\]"):
         model.evaluate(random_images(4), np.array([10, 1, 2, 3]), verbose=0)
+
+
+def test_checking_a_dataset_does_not_iterate_it():
+    # A new iterator of a shuffled dataset draws a new order: checking by reading
+    # the first batch would change which batches fit sees.
+    model = _model()
+    images = random_images(8)
+    data = tf.data.Dataset.from_tensor_slices((images, np.arange(8))).shuffle(8, seed=1).batch(4)
+    order = [list(y.numpy()) for _, y in data]
+    fresh = tf.data.Dataset.from_tensor_slices((images, np.arange(8))).shuffle(8, seed=1).batch(4)
+    from dcn_keras.models.fit_checks import check_first_batch
+    check_first_batch(model, fresh)
+    assert [list(y.numpy()) for _, y in fresh] == order
+    with pytest.raises(ValueError, match=r"Expected images of shape \(None, 100, 100, 1\); the dataset yields"):
+        model.fit(tf.data.Dataset.from_tensor_slices((random_images(4, (100, 100, 3)), np.arange(4))).batch(2))
+    with pytest.raises(ValueError, match="the dataset yields no labels"):
+        model.fit(tf.data.Dataset.from_tensor_slices(random_images(4)).batch(2))
