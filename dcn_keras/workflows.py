@@ -53,7 +53,9 @@ def _load(source, num_patches, dtype_policy):
     config = TrainConfig(**resolved["config"])
     if dtype_policy is not None:  # Built so, rather than rebuilt after.
         config = dataclasses.replace(config, dtype_policy=dtype_policy)
+    # The run's length only sets the schedule of an optimizer that exporting never steps.
     model = build_model(config, resolved["image_shape"], resolved["preset"],
+                        total_steps=config.epochs * (config.steps_per_epoch or 1),
                         class_names=resolved.get("class_names", ()))
     model.load_weights(checkpoints[-1])
     return with_num_patches(model, num_patches, source)

@@ -13,13 +13,13 @@ QUICK = ["--digits=embedded", "--examples_per_digit=1", "--epochs=1", "--steps_p
          "--batch_size=8", "--verbose=0"]
 
 
-def _run(program, *args, env=None, timeout=300):
+def _run(program, *args, env=None, timeout=300, cwd=ROOT):
     # As a user's shell: without the test process's TF_CPP_MIN_LOG_LEVEL.
     environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "bin", program), *args],
-        capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT)
+        capture_output=True, text=True, timeout=timeout, env=environment, cwd=cwd)
 
 
 def _free_ports(count):
@@ -101,7 +101,7 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, mnist_numbers, svhn, svhn_cropped."),
+        (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, folder, mnist_numbers, svhn, svhn_cropped, or tfds:NAME for a TFDS image-classification dataset."),
         (["--batch_size=0"], "--batch_size=0 is not valid; it must be an integer >= 1."),
         (["--num_patches=1000", *QUICK], "num_patches=1000 must be an int in [1, 529]"),
         (["--init_from=runs/none.keras", *QUICK], "--init_from=runs/none.keras: no such file."),
@@ -184,11 +184,12 @@ def test_dcn_predict_prints_lines_json_and_a_picture_and_one_line_errors(tmp_pat
     lines = done.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == paths and all("coarse" in line for line in lines)
     assert open(tmp_path / "out.png", "rb").read(4) == b"\x89PNG"
-    done = _run("dcn_predict", "--json", paths[0])
+    # Without --model, from any directory: the default model (k=16, with an exit threshold).
+    done = _run("dcn_predict", "--json", paths[0], cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     (record,) = json.loads(done.stdout)
-    assert {"file", "class", "probability", "coarse_class", "patch_boxes"} <= set(record)
-    assert record["file"] == paths[0] and len(record["patch_boxes"]) == 8
+    assert {"file", "class", "probability", "coarse_class", "patch_boxes", "refined"} <= set(record)
+    assert record["file"] == paths[0] and len(record["patch_boxes"]) == 16
     (tmp_path / "fake.png").write_text("hello")
     mixed = _run("dcn_predict", paths[0], str(tmp_path / "fake.png"), str(tmp_path / "nope.png"), paths[1])
     assert mixed.returncode == 1 and "Traceback" not in mixed.stderr

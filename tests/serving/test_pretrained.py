@@ -21,7 +21,7 @@ def test_shipped_model_has_the_test_error_the_readme_states():
     assert result["examples"] == 1000
     assert abs(100 * result["error"] - float(stated.group(1))) < 0.05
 
-    stated = re.search(r"5 canvases per test digit .*? error is \*\*([0-9.]+)%\*\* on 5,000", readme,
+    stated = re.search(r"5 canvases per test\s+digit .*? error is \*\*([0-9.]+)%\*\* on 5,000", readme,
                        re.DOTALL)
     assert stated, "README must state the shipped model's error on 5 canvases per test digit"
     result = evaluate_saved_model(SHIPPED, "cluttered_mnist", "test", digits="embedded",

@@ -182,7 +182,7 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, mnist_numbers, svhn, svhn_cropped"),
+        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, folder, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"),
         (dict(batch_size=0), "--batch_size=0.*>= 1"),
         (dict(batch_size=-4), "--batch_size=-4"),
         (dict(learning_rate=0.0), "--learning_rate=0.0.*> 0"),
@@ -338,7 +338,7 @@ def test_a_multi_digit_baseline_sums_the_heads_losses_and_is_scored_on_the_whole
     from dcn_keras.datasets.number_labels import HEADS
     from dcn_keras.training import trainer
 
-    config = TrainConfig(dataset="mnist_numbers", model="coarse")
+    config = TrainConfig(dataset="mnist_numbers", model="coarse", lr_schedule="constant")
     keras.utils.set_random_seed(0)
     model = trainer.build_model(config, (64, 64, 3), "svhn")
     digits, labels = cluttered_mnist.embedded_digits("validation")
