@@ -1,0 +1,53 @@
+"""Starting from another model's sub-networks: `--init_from`."""
+
+import numpy as np
+import pytest
+
+from dcn_keras.backend import keras
+from dcn_keras.models import DynamicCapacityNetwork
+from dcn_keras.presets import cluttered_mnist_towers
+from dcn_keras.training.warm_start import initialize_from
+from tests.helpers import preset_model
+
+
+def _same(a, b):
+    """Whether two layers, or two lists of weights, hold equal weights."""
+    a, b = (w.get_weights() if hasattr(w, "get_weights") else w for w in (a, b))
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+
+def test_initialize_from_copies_the_networks_both_models_have(tmp_path):
+    keras.utils.set_random_seed(1)
+    trained = preset_model()
+    trained.fine_only_model().save(tmp_path / "fine.keras")
+    trained.save(tmp_path / "dcn.keras")
+    keras.utils.set_random_seed(2)
+    dcn = preset_model()
+    coarse_before = dcn.coarse.get_weights()
+    assert not _same(dcn.fine, trained.fine) and not _same(dcn.top, trained.top)
+
+    assert initialize_from(dcn, str(tmp_path / "fine.keras")) == ["fine", "top"]
+    assert _same(dcn.fine, trained.fine) and _same(dcn.top, trained.top)
+    assert _same(dcn.coarse, coarse_before)
+    assert initialize_from(dcn, str(tmp_path / "dcn.keras")) == ["coarse", "fine", "top"]
+    assert _same(dcn.coarse, trained.coarse)
+    fine_model = preset_model().fine_only_model()
+    assert initialize_from(fine_model, str(tmp_path / "dcn.keras")) == ["fine", "top"]
+    assert _same(fine_model.get_layer("fine"), trained.fine)
+
+
+def test_initialize_from_names_what_does_not_fit(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--init_from=.*nothing.keras: no such file"):
+        initialize_from(preset_model(), str(tmp_path / "nothing.keras"))
+    (tmp_path / "junk.keras").write_text("not a zip")
+    with pytest.raises(ValueError, match="--init_from=.*junk.keras is not a .keras model"):
+        initialize_from(preset_model(), str(tmp_path / "junk.keras"))
+    images = keras.Input((100, 100, 1))
+    keras.Model(images, keras.layers.Dense(10)(keras.layers.Flatten()(images))).save(tmp_path / "other.keras")
+    with pytest.raises(ValueError, match="other.keras has no coarse, fine, top network in common"):
+        initialize_from(preset_model(), str(tmp_path / "other.keras"))
+    narrow = DynamicCapacityNetwork(**cluttered_mnist_towers(features=16), image_shape=(100, 100, 1))
+    narrow.save(tmp_path / "narrow.keras")
+    with pytest.raises(ValueError, match=r"narrow.keras: its 'coarse' has weights of shapes \[.*16"):
+        initialize_from(preset_model(), str(tmp_path / "narrow.keras"))
