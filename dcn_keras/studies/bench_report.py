@@ -69,7 +69,8 @@ def format_table(results):
     if results.get("refined_share"):
         lines += ["", f"trained weights ({results['weights']}) on real test canvases "
                       f"({results.get('test_digits') or 'embedded'} digits), exit threshold "
-                      f"{results['exit_threshold']}; batch 1: the mean of {results['requests']} requests, refined:"]
+                      f"{results['exit_threshold']}; each batch size timed as the mean over about "
+                      f"{results['requests']} images, of which refined:"]
         lines += [f"  {name:22s} {100 * share:5.1f}%" for name, share in results["refined_share"].items()]
     lines += ["", "each DCN's best time on any runtime over the fine model's best:"]
     for key, ratio in sorted(results["best_speedup_vs_best_fine"].items()):

@@ -98,7 +98,7 @@ def configure_threads(intra_op=0, inter_op=0):
 
 
 def _mean_over_requests(timed):
-    # `{key#i: seconds}` of the single-image requests -> `{key: mean seconds}`.
+    # `{key#i: seconds}` of the calls on different real batches -> `{key: mean seconds}`.
     groups = {}
     for key, seconds in timed.items():
         groups.setdefault(key.split("#")[0], []).append(seconds)
@@ -145,10 +145,11 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     `.weights.h5` file) the models are the trained ones and run on real
     test canvases (the embedded cluttered-MNIST test digits) instead of
     noise, and the DCNs keep the preset's exit threshold: what an exit
-    saves depends on the images. Batch 1 is then timed as `requests`
-    different single-image requests (default 200), each interleaved with
-    the others, and reported as their mean (`results["requests"]`; the DCNs'
-    share of them refined in `results["refined_share"]`). With `mnist_dir`
+    saves depends on the images. Every batch size is then timed on about
+    `requests` different images (default 200: 200 single-image requests, 3
+    batches of 64), each call interleaved with the others, and reported as
+    their mean (`results["requests"]`; the DCNs' share of those images
+    refined in `results["refined_share"]`, by batch size). With `mnist_dir`
     (MNIST's IDX files), those canvases are of MNIST's official test digits.
     """
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
@@ -212,16 +213,18 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
                "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
     requests = requests or (200 if weights is not None else 1)
     if weights is None:
-        inputs = {batch: tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))
+        groups = {batch: [tf.constant(rng.random((batch, *base.image_shape), dtype=np.float32))]
                   for batch in batch_sizes}
-        singles = [inputs[1]] if 1 in inputs else []
     else:
-        canvases = _test_canvases(base.image_shape, max([requests, *batch_sizes]), mnist_dir)
-        inputs = {batch: tf.constant(canvases[:batch]) for batch in batch_sizes}
-        singles = [tf.constant(canvases[i:i + 1]) for i in range(requests)] if 1 in inputs else []
+        # About `requests` different real images at every batch size (200
+        # single requests, 3 batches of 64): what an exit saves depends on them.
+        counts = {batch: max(1, round(requests / batch)) for batch in batch_sizes}
+        canvases = _test_canvases(base.image_shape, max(b * n for b, n in counts.items()), mnist_dir)
+        groups = {b: [tf.constant(canvases[i * b:(i + 1) * b]) for i in range(n)] for b, n in counts.items()}
+    inputs = {batch: group[0] for batch, group in groups.items()}
     results = {"preset": preset, "image_shape": list(base.image_shape), "gather": gather, "top_pass": top_pass, "saliency": saliency,
                "weights": weights, "test_digits": ("MNIST test" if mnist_dir else "embedded") if weights else None,
-               "exit_threshold": exit_threshold, "requests": len(singles) or None,
+               "exit_threshold": exit_threshold, "requests": requests if weights is not None else None,
                "macs_per_image": macs,
                "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
@@ -229,12 +232,12 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
     calls = {batch: {} for batch in batch_sizes}
 
     def add(batch, key, fn, numpy=False):
-        # Batch 1: one call per request (`#i`), averaged below.
-        if batch != 1 or len(singles) == 1:
+        # Several real batches: one call each (`#i`), averaged below.
+        if len(groups[batch]) == 1:
             calls[batch][key] = (fn, (inputs[batch].numpy() if numpy else inputs[batch],))
             return
-        for i, single in enumerate(singles):
-            calls[batch][f"{key}#{i}"] = (fn, (single.numpy() if numpy else single,))
+        for i, x in enumerate(groups[batch]):
+            calls[batch][f"{key}#{i}"] = (fn, (x.numpy() if numpy else x,))
 
     for name, model in models.items():
         variants = {"graph": inference_fn(model, batch_splits=batch_splits)}
@@ -260,10 +263,11 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
             kind = "floor" if variant == "floor" else "inference"
             results[kind][key] = {"latency_ms": seconds * 1e3, "images_per_s": batch / seconds}
             log(f"dcn_bench: {name:9s} batch {batch:3d} {variant:5s} {seconds * 1e3:8.2f} ms")
-    if exit_threshold is not None and singles:
-        results["refined_share"] = {
-            f"dcn_k{k}": float(np.mean([bool(m(x, training=False)["refined"][0]) for x in singles]))
-            for k, m in dcns.items()}
+    if exit_threshold is not None and weights is not None:
+        results["refined_share"] = {  # Of the images each batch size was timed on.
+            f"dcn_k{k}/b{batch}": float(np.mean(np.concatenate(
+                [m(x, training=False)["refined"].numpy() for x in groups[batch]])))
+            for k, m in dcns.items() for batch in batch_sizes}
     largest = max(batch_sizes)
     for name in models:  # After the timing: traced and warm.
         key = f"{name}/b{largest}/graph"

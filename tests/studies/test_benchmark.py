@@ -85,16 +85,19 @@ def test_litert_timing_runs_a_multi_digit_dcn_and_its_baselines():
             assert out["probabilities_length"].shape == (1, 6) and out["probabilities_digit_5"].shape == (1, 11), name
 
 
-def test_trained_weights_time_real_canvases_as_single_requests_with_the_presets_exit():
+def test_trained_weights_time_real_canvases_at_every_batch_size_with_the_presets_exit():
     results = bench_report.summarize(benchmark.run_benchmark(
-        preset="cluttered_mnist_fast", ks=(16,), batch_sizes=(1, 2), train_batch=2, warmup=1, repeats=1,
-        xla=False, weights="pretrained", requests=6, log=lambda *_: None))
-    assert results["exit_threshold"] == 0.999 and results["requests"] == 6
-    # The trained coarse model is sure of most real canvases: some requests exit, not all.
-    assert 0 < results["refined_share"]["dcn_k16"] < 1
-    assert not [k for k in results["inference"] if "#" in k]  # Requests averaged into one entry.
+        preset="cluttered_mnist_fast", ks=(16,), batch_sizes=(1, 3), train_batch=2, warmup=1, repeats=1,
+        xla=False, weights="pretrained_embedded", requests=12, log=lambda *_: None))
+    assert results["exit_threshold"] == 0.999 and results["requests"] == 12
+    # The trained coarse model is sure of most real canvases: some images exit, not all.
+    assert 0 < results["refined_share"]["dcn_k16/b1"] < 1
+    # 12 single requests, 4 batches of 3: the same 12 canvases.
+    assert results["refined_share"]["dcn_k16/b1"] == results["refined_share"]["dcn_k16/b3"]
+    assert not [k for k in results["inference"] if "#" in k]  # Calls averaged into one entry.
     assert results["inference"]["dcn_k16/b1/graph"]["latency_ms"] > 0
-    assert "mean of 6 requests, refined:" in bench_report.format_table(results)
+    assert results["inference"]["dcn_k16/b3/graph"]["latency_ms"] > 0
+    assert "mean over about 12 images, of which refined:" in bench_report.format_table(results)
     with pytest.raises(ValueError, match="square cluttered MNIST \\(1 channel\\) or mnist_numbers \\(3 channels\\) "
                                          "test canvases; this preset takes \\(64, 48, 3\\)"):
         benchmark._test_canvases((64, 48, 3), 4)
