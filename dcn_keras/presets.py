@@ -90,10 +90,12 @@ def cluttered_mnist():
 
 
 def cluttered_mnist_fast():
-    # The operating point of docs/results.md's sweep: k=16 and an exit
-    # threshold of 0.999 (a quarter of the test canvases go to the fine
-    # tower); its weights come from a k=16 DCN started from the fine model.
-    return dict(cluttered_mnist(), num_patches=16, exit_threshold=0.999)
+    # The operating point of docs/results.md's sweeps: k=16 and an exit
+    # threshold of 0.99; its weights come from a k=16 DCN started from the
+    # fine model. On full MNIST a fifth of the test canvases go to the fine
+    # tower at 0.99 (two fifths at 0.999) with the same errors; on the
+    # embedded digits 1.92% against 1.88%, both the fine model's level.
+    return dict(cluttered_mnist(), num_patches=16, exit_threshold=0.99)
 
 
 def svhn_towers(features=48, max_digits=5):
