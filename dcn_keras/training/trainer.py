@@ -241,9 +241,9 @@ def train(config, callbacks=(), print_fn=print, export=None):
     test_data, test_info = load_dataset(config.dataset, "test", **dataset_options(config, False))
     print_fn(f"dcn_train: {config.dataset} from {info.source}; {info.num_examples} training images")
 
+    steps = steps_per_epoch(config, info.num_examples)
     with strategy.scope():
-        model = build_model(config, info.image_shape, info.preset,
-                            total_steps=config.epochs * steps_per_epoch(config, info.num_examples),
+        model = build_model(config, info.image_shape, info.preset, total_steps=config.epochs * steps,
                             class_names=info.class_names)
         if config.init_from:
             copied = initialize_from(model, config.init_from)
@@ -274,7 +274,6 @@ def train(config, callbacks=(), print_fn=print, export=None):
     os.makedirs(checkpoint_dir, exist_ok=True)
     with strategy.scope():
         first_epoch = _resume(model, checkpoint_dir, config, print_fn)
-    steps = steps_per_epoch(config, info.num_examples)
     start = time.perf_counter()
     history = model.fit(
         _batched(train_data, config, training=True, skip_steps=first_epoch * steps),
