@@ -2,7 +2,7 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
-from dcn_keras.models.fit_checks import check_first_batch
+from dcn_keras.models.fit_checks import check_fit_data
 from dcn_keras.models.fit_checks import finite_images
 from dcn_keras.models.fit_checks import graph_checks_as_value_errors
 from dcn_keras.models.objective import labels_per_head
@@ -75,16 +75,16 @@ class DynamicCapacityTrainer:
     def fit(self, x=None, y=None, *args, **kwargs):
         """Keras's `fit`, with bad data a `ValueError` naming it before any weight changes.
 
-        NumPy arrays are checked whole and a dataset's first batch eagerly
-        (`fit_checks.check_first_batch`); later batches inside the step.
+        NumPy arrays are checked whole and a dataset by its element spec
+        (`fit_checks.check_fit_data`); a dataset's values inside the step.
         """
-        check_first_batch(self, x, y)
+        check_fit_data(self, x, y)
         with graph_checks_as_value_errors():
             return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras's `evaluate`, with `fit`'s checks of the data."""
-        check_first_batch(self, x, y)
+        check_fit_data(self, x, y)
         with graph_checks_as_value_errors():
             return super().evaluate(x, y, *args, **kwargs)
 

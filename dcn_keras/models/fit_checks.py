@@ -1,6 +1,6 @@
 """Checks of the data `fit` and `evaluate` get: errors that name the bad value, before any weight changes.
 
-Two layers. `check_first_batch` looks at the data before Keras traces
+Two layers. `check_fit_data` looks at the data before Keras traces
 anything: whole NumPy arrays (shapes, dtypes, finite pixels, label values),
 or a dataset's element spec (shapes, dtypes, labels; its elements are not
 read, since a new iterator of a shuffled dataset draws a new order and would
@@ -66,7 +66,7 @@ def _check_dataset_spec(model, dataset):
         raise ValueError("A DynamicCapacityNetwork trains on (images, labels); the dataset yields no labels.")
 
 
-def check_first_batch(model, x, y=None):
+def check_fit_data(model, x, y=None):
     """Checks what `fit` is given before any step: NumPy arrays whole, a dataset by its element spec.
 
     Label values and pixels of a dataset are checked inside each step

@@ -88,8 +88,8 @@ def test_checking_a_dataset_does_not_iterate_it():
     data = tf.data.Dataset.from_tensor_slices((images, np.arange(8))).shuffle(8, seed=1).batch(4)
     order = [list(y.numpy()) for _, y in data]
     fresh = tf.data.Dataset.from_tensor_slices((images, np.arange(8))).shuffle(8, seed=1).batch(4)
-    from dcn_keras.models.fit_checks import check_first_batch
-    check_first_batch(model, fresh)
+    from dcn_keras.models.fit_checks import check_fit_data
+    check_fit_data(model, fresh)
     assert [list(y.numpy()) for _, y in fresh] == order
     with pytest.raises(ValueError, match=r"Expected images of shape \(None, 100, 100, 1\); the dataset yields"):
         model.fit(tf.data.Dataset.from_tensor_slices((random_images(4, (100, 100, 3)), np.arange(4))).batch(2))
