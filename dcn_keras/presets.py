@@ -177,6 +177,32 @@ def svhn_patch_exact():
     return dict(svhn_patch_exact_towers(), image_shape=(64, 64, 3), num_patches=8)
 
 
+def svhn_reader_towers(features=48, max_digits=5, window=(4, 8)):
+    """The `svhn_patch_exact` towers with a top that reads a number wherever it is.
+
+    For numbers small against the image (`mnist_numbers --canvas_size`,
+    house numbers in street photos) a top that pools the whole image into
+    fixed bands (`svhn_positional`) cannot know which band holds the first
+    digit. This top reads at every position a window as large as a number
+    and keeps, per feature, the best position: top conv 96@3x3/2 (8-pixel
+    steps), conv 64@`window[0]`x2/2 across rows (16-pixel steps), conv
+    192@1x`window[1]` along them (a window of about 41x137 pixels),
+    global max pool, dense 192, then the `svhn` heads. It has no band or size
+    of its own, so it can be trained on one canvas size and run on another.
+    Coarse and fine towers as in `svhn_patch_exact`.
+    """
+    rows, columns = window
+    def read(h):
+        h = _conv(64, (rows, 2), strides=2, padding="same", name="top_rows")(h)
+        h = _conv(192, (1, columns), padding="same", name="top_read")(h)
+        return layers.GlobalMaxPooling2D(name="top_pool")(h)
+    return _svhn_towers(features, max_digits, read, fine_tower=_patch_exact_fine_tower)
+
+
+def svhn_reader():
+    return dict(svhn_reader_towers(), image_shape=(128, 128, 3), num_patches=96)
+
+
 def svhn_cropped_towers(features=48, num_classes=10):
     """Towers for TFDS svhn_cropped (32x32 single digits, an easier task).
 
@@ -257,6 +283,7 @@ PRESETS = {
     "svhn": svhn,
     "svhn_positional": svhn_positional,
     "svhn_patch_exact": svhn_patch_exact,
+    "svhn_reader": svhn_reader,
     "svhn_cropped": svhn_cropped,
     "images": images,
 }

@@ -27,6 +27,30 @@ def test_the_positional_top_tells_where_a_digit_is_and_the_svhn_top_does_not():
     assert max(np.abs(p[0] - p[1]).max() for p in positional.values()) > 1e-3
 
 
+def test_the_reader_top_reads_a_number_wherever_it_is_and_in_order():
+    # The reader reads windows at every position: a number moved by whole
+    # strides (4 cells), on any grid, gives the same answer; its digits in
+    # another order give another one.
+    top = presets.svhn_reader_towers()["top"]
+    rng = np.random.default_rng(0)
+    digits = [rng.random(48).astype(np.float32) * 5 for _ in range(3)]
+
+    def answer(size, row, col, order=(0, 1, 2)):
+        grid = np.zeros((1, size, size, 48), np.float32)
+        for i, d in enumerate(order):
+            grid[0, row:row + 3, col + 3 * i:col + 3 * i + 2] = digits[d]
+        return {name: p.numpy()[0] for name, p in top(grid).items()}
+
+    # Grids wide enough that the window (34 cells) never reaches the padding.
+    here = answer(80, 36, 30)
+    for size, row, col in ((80, 40, 34), (80, 32, 42), (96, 48, 38)):
+        moved = answer(size, row, col)
+        for name in here:
+            np.testing.assert_allclose(moved[name], here[name], rtol=1e-5, atol=1e-5)
+    swapped = answer(80, 36, 30, order=(2, 1, 0))
+    assert max(np.abs(swapped[name] - here[name]).max() for name in here) > 1e-3
+
+
 def test_the_positional_preset_runs_on_any_grid_and_both_top_passes_agree():
     top = presets.svhn_positional_towers()["top"]
     for size in (14, 9, 20):  # AdaptiveMaxPooling2D: no spatial size is fixed.

@@ -161,6 +161,20 @@ def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_dig
     return (*canvases, digits, source)
 
 
+def ink_boxes(digits, corners, index):
+    """Each canvas's digit as a box of its ink: float32 `[N, 1, 4]` `[top, left, height, width]`.
+
+    `split_canvases`' corners and digit index, and the split's digits.
+    """
+    ink = np.asarray(digits)[np.asarray(index)] > 0
+    rows, cols = ink.any(2), ink.any(1)
+    top, left = rows.argmax(1), cols.argmax(1)
+    height = rows.shape[1] - rows[:, ::-1].argmax(1) - top
+    width = cols.shape[1] - cols[:, ::-1].argmax(1) - left
+    boxes = np.stack([corners[:, 0] + top, corners[:, 1] + left, height, width], -1)
+    return boxes[:, None, :].astype(np.float32)
+
+
 def make_canvases(digits, labels, num_images=None, canvas_size=100, num_distractors=8,
                   distractor_size=8, seed=0, return_digit_index=False):
     """Builds cluttered canvases from digits of one split.

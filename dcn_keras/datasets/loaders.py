@@ -15,7 +15,7 @@ _TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "te
 
 def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto",
                      examples_per_digit=1, canvas_size=None, num_distractors=None, mnist_dir=None):
-    canvases, labels, _, _, images, source = cluttered_mnist.split_canvases(
+    canvases, labels, corners, index, images, source = cluttered_mnist.split_canvases(
         split, digits, data_dir, seed, examples_per_digit, canvas_size, num_distractors, mnist_dir)
     dataset = tf.data.Dataset.from_tensor_slices((canvases, labels)).map(
         lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
@@ -24,7 +24,8 @@ def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto"
         name="cluttered_mnist", split=split, image_shape=canvases.shape[1:],
         num_examples=len(canvases), preset="cluttered_mnist",
         source=f"{source} MNIST digits ({len(images)} in {split})",
-        class_names=tuple(str(d) for d in range(10)))
+        class_names=tuple(str(d) for d in range(10)),
+        object_boxes=cluttered_mnist.ink_boxes(images, corners, index))
     return dataset, info
 
 

@@ -72,15 +72,19 @@ def test_dcn_train_then_dcn_eval_end_to_end(tmp_path):
     assert "num_patches=16 needs a .keras DCN; a SavedModel's k is fixed at export" in fixed.stderr
 
 
-def test_dcn_eval_paired_comparison_and_its_bad_flags():
+def test_dcn_eval_paired_comparison_and_its_bad_flags(tmp_path):
     shipped = "saved_models/cluttered_mnist_dcn/1"
     paired = _run("dcn_eval", f"--model_path={shipped}", f"--compare_to={shipped}",
-                  "--digits=embedded", "--examples_per_digit=2")
+                  "--digits=embedded", "--examples_per_digit=2", f"--json={tmp_path}/paired.json")
     assert paired.returncode == 0, paired.stderr[-3000:]
     lines = paired.stdout.strip().splitlines()
     assert lines[0] == "cluttered_mnist test, 2000 examples:"
     assert lines[1].split("error ")[1] == lines[2].split("error ")[1]
     assert lines[3].strip() == "only A right: 0, only B right: 0, exact McNemar p=1.0000"
+    written = json.loads((tmp_path / "paired.json").read_text())
+    assert written["examples"] == 2000 and written["only_a_right"] == written["only_b_right"] == 0
+    assert written["compare_to"] == shipped and written["examples_per_digit"] == 2
+    assert f"{written['error_a']:.4f}" == lines[1].split("error ")[1]
 
     for args, message in [
         (["--dataset=svhn", "--examples_per_digit=2"],
@@ -88,6 +92,7 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags():
         (["--examples_per_digit=0"], "examples_per_digit=0 must be an integer >= 1"),
         (["--unrefined=blank"], "unrefined='blank' needs a .keras DCN, not the SavedModel"),
         (["--unrefined=empty"], "unrefined='empty' is not one of coarse, blank."),
+        (["--json=out.txt"], "--json=out.txt must name a .json file."),
         (["--dtype_policy=bf16"],
          "dtype_policy='bf16' is not valid; choose one of: float32, mixed_float16, mixed_bfloat16."),
         (["--dtype_policy=mixed_bfloat16"],

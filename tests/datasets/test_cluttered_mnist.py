@@ -142,3 +142,16 @@ def test_more_canvases_per_digit_use_each_digit_that_many_times():
 def test_bad_examples_per_digit_is_named(bad):
     with pytest.raises(ValueError, match=f"examples_per_digit={bad!r} must be an integer >= 1"):
         cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=bad)
+
+
+def test_object_boxes_hold_exactly_each_digits_ink():
+    dataset, info = load_dataset("cluttered_mnist", "test", digits="embedded", canvas_size=60, num_distractors=0)
+    boxes = info.object_boxes
+    assert boxes.shape == (info.num_examples, 1, 4)
+    for (image, _), (top, left, height, width) in zip(dataset.take(20).as_numpy_iterator(), boxes[:20, 0]):
+        top, left, height, width = (int(v) for v in (top, left, height, width))
+        ink = image[..., 0] > 0  # No clutter: every inked pixel is the digit's.
+        assert ink[top:top + height, left:left + width].sum() == ink.sum()
+        inside = ink[top:top + height, left:left + width]
+        # Tight: each edge row and column of the box holds ink.
+        assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
