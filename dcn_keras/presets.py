@@ -10,6 +10,7 @@ import inspect
 import os
 
 from dcn_keras.backend import keras
+from dcn_keras.layers.attention_pooling2d import AttentionPooling2D
 from dcn_keras.layers.band_max_pooling2d import BandMaxPooling2D
 from dcn_keras.layers.phase_gradient_conv2d import PhaseGradientConv2D
 
@@ -184,10 +185,12 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8)):
     house numbers in street photos) a top that pools the whole image into
     fixed bands (`svhn_positional`) cannot know which band holds the first
     digit. This top reads at every position a window as large as a number
-    and keeps, per feature, the best position: top conv 96@3x3/2 (8-pixel
-    steps), conv 64@`window[0]`x2/2 across rows (16-pixel steps), conv
-    192@1x`window[1]` along them (a window of about 41x137 pixels),
-    global max pool, dense 192, then the `svhn` heads. It has no band or size
+    and pools the readings by a learned score, so all features come from the
+    best-scored windows (`AttentionPooling2D`; a global max pool would take
+    each feature from its own window, mixing readings one digit off): top
+    conv 96@3x3/2 (8-pixel steps), conv 64@`window[0]`x2/2 across rows
+    (16-pixel steps), conv 192@1x`window[1]` along them (a window of about
+    41x137 pixels), attention pool, dense 192, then the `svhn` heads. It has no band or size
     of its own, so it can be trained on one canvas size and run on another.
     Coarse and fine towers as in `svhn_patch_exact`.
     """
@@ -195,7 +198,7 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8)):
     def read(h):
         h = _conv(64, (rows, 2), strides=2, padding="same", name="top_rows")(h)
         h = _conv(192, (1, columns), padding="same", name="top_read")(h)
-        return layers.GlobalMaxPooling2D(name="top_pool")(h)
+        return AttentionPooling2D(name="top_pool")(h)
     return _svhn_towers(features, max_digits, read, fine_tower=_patch_exact_fine_tower)
 
 

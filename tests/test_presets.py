@@ -28,27 +28,31 @@ def test_the_positional_top_tells_where_a_digit_is_and_the_svhn_top_does_not():
 
 
 def test_the_reader_top_reads_a_number_wherever_it_is_and_in_order():
-    # The reader reads windows at every position: a number moved by whole
-    # strides (4 cells), on any grid, gives the same answer; its digits in
-    # another order give another one.
+    # The reader reads windows at every position and pools them by score: a
+    # number moved by whole strides (4 cells) gives the same answer; its
+    # digits in another order give another one. Any grid size runs.
     top = presets.svhn_reader_towers()["top"]
+    pool = top.get_layer("top_pool")
+    pool.score_kernel.assign(np.random.default_rng(1).normal(0, 0.3, pool.score_kernel.shape))
     rng = np.random.default_rng(0)
     digits = [rng.random(48).astype(np.float32) * 5 for _ in range(3)]
 
-    def answer(size, row, col, order=(0, 1, 2)):
+    def answer(row, col, order=(0, 1, 2), size=80):
         grid = np.zeros((1, size, size, 48), np.float32)
         for i, d in enumerate(order):
             grid[0, row:row + 3, col + 3 * i:col + 3 * i + 2] = digits[d]
         return {name: p.numpy()[0] for name, p in top(grid).items()}
 
-    # Grids wide enough that the window (34 cells) never reaches the padding.
-    here = answer(80, 36, 30)
-    for size, row, col in ((80, 40, 34), (80, 32, 42), (96, 48, 38)):
-        moved = answer(size, row, col)
+    # A grid wide enough that the window (34 cells) never reaches the padding.
+    here = answer(36, 30)
+    for row, col in ((40, 34), (32, 42), (44, 26)):
+        moved = answer(row, col)
         for name in here:
             np.testing.assert_allclose(moved[name], here[name], rtol=1e-5, atol=1e-5)
-    swapped = answer(80, 36, 30, order=(2, 1, 0))
+    swapped = answer(36, 30, order=(2, 1, 0))
     assert max(np.abs(swapped[name] - here[name]).max() for name in here) > 1e-3
+    for size in (9, 31, 64):
+        assert answer(2, 1, size=size)["digit_5"].shape == (11,)
 
 
 def test_the_positional_preset_runs_on_any_grid_and_both_top_passes_agree():

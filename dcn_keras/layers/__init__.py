@@ -1,3 +1,4 @@
+from dcn_keras.layers.attention_pooling2d import AttentionPooling2D
 from dcn_keras.layers.band_max_pooling2d import BandMaxPooling2D
 from dcn_keras.layers.cell_scatter import CellScatter
 from dcn_keras.layers.entropy_saliency import EntropySaliency

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from dcn_keras.backend import keras
+from dcn_keras.layers import AttentionPooling2D
+
+
+def test_starts_as_an_average_and_a_strong_score_picks_one_position():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 5, 7, 3)).astype(np.float32)
+    x[..., 0] = np.stack([rng.permutation(35).reshape(5, 7) / 35 for _ in range(2)])  # Gaps of 1/35.
+    pool = AttentionPooling2D()
+    np.testing.assert_allclose(pool(x).numpy(), x.mean((1, 2)), rtol=1e-5)
+    # Channel 0 scores: the position with the largest channel 0 wins outright.
+    pool.score_kernel.assign(np.array([[500.0], [0.0], [0.0]], np.float32))
+    flat = x.reshape(2, -1, 3)
+    best = flat[np.arange(2), flat[..., 0].argmax(1)]
+    np.testing.assert_allclose(pool(x).numpy(), best, rtol=1e-4)
+
+
+def test_weights_are_shared_by_the_channels_and_sum_to_one():
+    x = np.random.default_rng(1).random((1, 4, 4, 2)).astype(np.float32)
+    x[..., 1] = 1.0  # A constant channel comes out unchanged, whatever the weights.
+    pool = AttentionPooling2D()
+    pool.build(x.shape)
+    pool.score_kernel.assign(np.random.default_rng(2).normal(0, 3, (2, 1)).astype(np.float32))
+    np.testing.assert_allclose(pool(x).numpy()[0, 1], 1.0, rtol=1e-6)
+
+
+def test_any_size_in_a_model_and_saved(tmp_path):
+    inputs = keras.Input((None, None, 4))
+    model = keras.Model(inputs, AttentionPooling2D(name="pool")(inputs))
+    model.get_layer("pool").score_kernel.assign(np.ones((4, 1), np.float32))
+    for size in (1, 6, 13):
+        assert model(np.ones((2, size, size + 1, 4), np.float32)).shape == (2, 4)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    x = np.random.default_rng(3).random((2, 6, 6, 4)).astype(np.float32)
+    np.testing.assert_allclose(keras.models.load_model(path)(x).numpy(), model(x).numpy(), rtol=1e-6)
+
+
+def test_unknown_channels_are_named():
+    with pytest.raises(ValueError, match="AttentionPooling2D needs a known channel count"):
+        AttentionPooling2D().build((None, None, None, None))
