@@ -46,13 +46,17 @@ def _keras_predictor(model, unrefined="coarse"):
     return predict
 
 
-def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None, saliency=None):
-    """A function images -> refined probabilities, for .keras or SavedModel."""
+def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None, saliency=None, image_shape=None):
+    """A function images -> refined probabilities, for .keras or SavedModel.
+
+    A `.keras` model runs on images of `image_shape` (`with_image_shape`);
+    a SavedModel takes the size it was exported for.
+    """
     if unrefined not in UNREFINED:
         raise ValueError(f"unrefined={unrefined!r} is not one of {', '.join(UNREFINED)}.")
     check_dtype_policy(dtype_policy)
     if path.endswith(".keras"):
-        model = load_model(path, num_patches, dtype_policy)
+        model = load_model(path, num_patches, dtype_policy, image_shape)
         if saliency is not None:
             if not isinstance(model, DynamicCapacityNetwork):
                 raise ValueError(f"saliency={saliency!r} needs a DCN; {path} holds a {type(model).__name__}.")
@@ -148,8 +152,8 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     model computes under that policy (`with_dtype_policy`); with `saliency`,
     a `.keras` DCN scores cells so (`"entropy_gradient"` or `"cam"`).
     """
-    predict = _predictor(path, num_patches, unrefined, dtype_policy, saliency)
     data, info = load_dataset(dataset, split, **dataset_options)
+    predict = _predictor(path, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
     right, keys = _outcomes(predict, data, batch_size)
     wrong = ~right
     return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": error_by_key(right, keys),
@@ -193,9 +197,9 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
         "p_value"}`, the last from `exact_mcnemar_p`.
     """
-    predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy, saliency)
-    predict_b = _predictor(path_b)
-    data, _ = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
+    data, info = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
+    predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
+    predict_b = _predictor(path_b, image_shape=info.image_shape)
     right_a, _ = _outcomes(predict_a, data, batch_size)
     right_b, _ = _outcomes(predict_b, data, batch_size)
     return paired_counts(right_a, right_b)

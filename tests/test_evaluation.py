@@ -129,3 +129,17 @@ def test_a_keras_dcn_is_evaluated_with_another_saliency_and_a_saved_model_says_i
                            "saved_models", "cluttered_mnist_dcn", "1")
     with pytest.raises(ValueError, match="saliency='cam' needs a .keras DCN; a SavedModel's saliency is fixed"):
         evaluate_saved_model(shipped, "cluttered_mnist", "validation", digits="embedded", saliency="cam")
+
+
+def test_keras_models_are_scored_at_the_canvas_asked_for(tmp_path):
+    # A 100-px DCN and its fine model, scored on 60-px canvases: each runs there
+    # (same weights), and both see the same images.
+    model = preset_model()
+    dcn_path, fine_path = str(tmp_path / "dcn.keras"), str(tmp_path / "fine.keras")
+    model.save(dcn_path)
+    model.fine_only_model().save(fine_path)
+    options = dict(digits="embedded", canvas_size=60)
+    alone = evaluate_saved_model(dcn_path, "cluttered_mnist", "test", **options)
+    paired = compare_saved_models(dcn_path, fine_path, "cluttered_mnist", "test", **options)
+    assert alone["examples"] == paired["examples"] == 1000
+    assert paired["error_a"] == pytest.approx(alone["error"])

@@ -12,7 +12,7 @@ from dcn_keras.models.dynamic_capacity_network import DynamicCapacityNetwork
 DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def load_model(path, num_patches=None, dtype_policy=None):
+def load_model(path, num_patches=None, dtype_policy=None, image_shape=None):
     """Loads a `.keras` file; with `num_patches`, the DCN in it refining that many cells.
 
     A DCN trained with one `k` runs with another (`with_num_patches`; the
@@ -25,6 +25,8 @@ def load_model(path, num_patches=None, dtype_policy=None):
         num_patches: int or None, the `k` to run a DCN with; None keeps its own.
         dtype_policy: str or None, one of `DTYPE_POLICIES`; None keeps the
             saved one.
+        image_shape: tuple or None, the image shape to run the model at
+            (`with_image_shape`); None keeps its own.
 
     Raises:
         FileNotFoundError: no file at `path`.
@@ -34,8 +36,60 @@ def load_model(path, num_patches=None, dtype_policy=None):
     """
     check_dtype_policy(dtype_policy)
     check_keras_file(path)
-    model = keras.models.load_model(path)
+    model = with_image_shape(keras.models.load_model(path), image_shape, path)
     return with_dtype_policy(with_num_patches(model, num_patches, path), dtype_policy)
+
+
+def model_input_shape(model):
+    """The image shape a loaded DCN or baseline takes, without the batch axis."""
+    if isinstance(model, DynamicCapacityNetwork):
+        return tuple(model.image_shape)
+    return tuple(model.inputs[0].shape[1:])
+
+
+def _is_chain(model):
+    # Each layer of a functional model takes the one before it, and only it.
+    try:
+        layers = model.get_config()["layers"]
+    except (KeyError, NotImplementedError):
+        return False
+    for before, layer in zip(layers, layers[1:]):
+        sources = [arg.get("config", {}).get("keras_history", [None])[0] if isinstance(arg, dict) else None
+                   for node in layer["inbound_nodes"] for arg in node["args"]]
+        if len(layer["inbound_nodes"]) != 1 or sources != [before["name"]]:
+            return False
+    return True
+
+
+def with_image_shape(model, image_shape, source):
+    """`model` run on images of `image_shape`, sharing its weights (itself when it already takes them).
+
+    The presets' towers are convolutional and their tops take any grid, so
+    a model trained on one canvas size runs on another: a DCN through
+    `with_settings(image_shape=...)`, a baseline (`fine_only_model()`,
+    `coarse_only_model()`: a chain of layers) rebuilt on a new input. Its
+    accuracy there is what an evaluation measures.
+
+    Raises:
+        ValueError: the channels differ, or a baseline is not a chain of layers.
+    """
+    if image_shape is None or tuple(image_shape) == model_input_shape(model):
+        return model
+    image_shape = tuple(int(s) for s in image_shape)
+    own = model_input_shape(model)
+    if image_shape[-1] != own[-1]:
+        raise ValueError(f"{source} takes {own[-1]}-channel images; these have {image_shape[-1]} channels.")
+    if isinstance(model, DynamicCapacityNetwork):
+        return model.with_settings(image_shape=image_shape)
+    chain = model.layers[1:]
+    if not _is_chain(model):
+        raise ValueError(f"{source} takes {own} images and is not a chain of layers, so it cannot be "
+                         f"run on {image_shape} images.")
+    images = keras.Input(image_shape, name="images")
+    h = images
+    for layer in chain:
+        h = layer(h)
+    return keras.Model(images, h, name=model.name)
 
 
 def check_dtype_policy(dtype_policy, name="dtype_policy"):

@@ -138,7 +138,7 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
     for name, path in (("fine", fine_path), ("coarse", coarse_path)):
         if path is None:
             continue
-        model = load_model(path)
+        model = load_model(path, image_shape=images.shape[1:])  # Run at the test images' size.
         if isinstance(model, DynamicCapacityNetwork):
             raise ValueError(f"The {name} model {path} is a DCN; expected a baseline (dcn_train --model={name}).")
         right = _right(model, images, labels)[0]
@@ -152,7 +152,7 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
             f"{1000 / ms:.0f} images/s at batch 64, {b1_ms:.2f} ms at batch 1")
     points = []
     for path in dcn_paths:
-        trained = load_model(path)
+        trained = load_model(path, image_shape=images.shape[1:])
         if not isinstance(trained, DynamicCapacityNetwork):
             raise ValueError(f"{path} holds a {type(trained).__name__}, not a DCN.")
         macs = model_macs(trained)

@@ -28,7 +28,7 @@ _NUM_LOGGED_IMAGES = 4
 # Above this share of coarse cells covered by the objects, a DCN is unlikely
 # to be as accurate as its fine model and much faster: it must refine about
 # every covered cell. Provisional, between the measured points (docs/scaling.md):
-# cluttered MNIST at 100 px (11% covered) pays 4.5x; mnist_numbers at 64 px
+# cluttered MNIST at 100 px (5.1% covered) pays 4.5x; mnist_numbers at 64 px
 # (29%) found no point as accurate and 3x faster.
 COVERAGE_LIMIT = 0.2
 

@@ -4,6 +4,7 @@ import pytest
 from dcn_keras.backend import keras
 from dcn_keras.models import load_model
 from dcn_keras.models.loading import global_dtype_policy
+from dcn_keras.models.loading import model_input_shape
 from tests.helpers import preset_model
 from tests.helpers import random_images
 
@@ -19,6 +20,31 @@ def test_load_model_runs_a_dcn_with_another_k_on_the_same_weights(tmp_path):
     assert more.num_patches == 16 and more(images)["locations"].shape == (2, 16, 2)
     np.testing.assert_allclose(more(images)["probabilities"],
                                model.with_num_patches(16)(images)["probabilities"], atol=1e-6)
+
+
+def test_load_model_runs_a_model_on_another_canvas_size_with_the_same_weights(tmp_path):
+    model = preset_model()
+    larger = random_images(2, shape=(140, 140, 1), seed=4)
+    expected = model.with_settings(image_shape=(140, 140, 1))
+    for name, saved, reference in [("dcn", model, expected), ("fine", model.fine_only_model(), None),
+                                   ("coarse", model.coarse_only_model(), None)]:
+        path = str(tmp_path / f"{name}.keras")
+        saved.save(path)
+        moved = load_model(path, image_shape=(140, 140, 1))
+        if reference is not None:
+            np.testing.assert_allclose(moved(larger)["probabilities"], reference(larger)["probabilities"],
+                                       atol=1e-6)
+        else:
+            built = getattr(expected, f"{name}_only_model")()
+            np.testing.assert_allclose(moved(larger), built(larger), atol=1e-5)
+        assert model_input_shape(load_model(path, image_shape=(100, 100, 1))) == (100, 100, 1)
+    with pytest.raises(ValueError, match="takes 1-channel images; these have 3 channels"):
+        load_model(path, image_shape=(140, 140, 3))
+    x = keras.Input((8, 8, 1))
+    branched = keras.Model(x, keras.layers.Add()([keras.layers.Conv2D(1, 1)(x), x]))
+    branched.save(str(tmp_path / "branched.keras"))
+    with pytest.raises(ValueError, match=r"takes \(8, 8, 1\) images and is not a chain of layers"):
+        load_model(str(tmp_path / "branched.keras"), image_shape=(16, 16, 1))
 
 
 def test_load_model_with_a_dtype_policy_computes_under_it_on_the_same_weights(tmp_path):
