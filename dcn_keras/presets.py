@@ -178,7 +178,7 @@ def svhn_patch_exact():
     return dict(svhn_patch_exact_towers(), image_shape=(64, 64, 3), num_patches=8)
 
 
-def svhn_reader_towers(features=48, max_digits=5, window=(4, 8)):
+def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention"):
     """The `svhn_patch_exact` towers with a top that reads a number wherever it is.
 
     For numbers small against the image (`mnist_numbers --canvas_size`,
@@ -192,18 +192,29 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8)):
     (16-pixel steps), conv 192@1x`window[1]` along them (a window of about
     41x137 pixels), attention pool, dense 192, then the `svhn` heads. It has no band or size
     of its own, so it can be trained on one canvas size and run on another.
-    Coarse and fine towers as in `svhn_patch_exact`.
+    Coarse and fine towers as in `svhn_patch_exact`. `pool="max"` takes a
+    global max pool instead: the reader's first stage in docs/scaling.md,
+    whose readings the attention pool then learns to score.
     """
+    if pool not in ("attention", "max"):
+        raise ValueError(f"pool={pool!r} is not valid; choose one of: attention, max.")
     rows, columns = window
     def read(h):
         h = _conv(64, (rows, 2), strides=2, padding="same", name="top_rows")(h)
         h = _conv(192, (1, columns), padding="same", name="top_read")(h)
-        return AttentionPooling2D(name="top_pool")(h)
+        pooling = AttentionPooling2D if pool == "attention" else layers.GlobalMaxPooling2D
+        return pooling(name="top_pool")(h)
     return _svhn_towers(features, max_digits, read, fine_tower=_patch_exact_fine_tower)
 
 
 def svhn_reader():
     return dict(svhn_reader_towers(), image_shape=(128, 128, 3), num_patches=96)
+
+
+def svhn_reader_max():
+    # The reader with a global max pool: the first stage of `svhn_reader`'s
+    # training (docs/scaling.md), and what the attention pool is measured against.
+    return dict(svhn_reader_towers(pool="max"), image_shape=(128, 128, 3), num_patches=96)
 
 
 def svhn_cropped_towers(features=48, num_classes=10):
@@ -287,6 +298,7 @@ PRESETS = {
     "svhn_positional": svhn_positional,
     "svhn_patch_exact": svhn_patch_exact,
     "svhn_reader": svhn_reader,
+    "svhn_reader_max": svhn_reader_max,
     "svhn_cropped": svhn_cropped,
     "images": images,
 }

@@ -246,7 +246,7 @@ def train(config, callbacks=(), print_fn=print, export=None):
         model = build_model(config, info.image_shape, info.preset, total_steps=config.epochs * steps,
                             class_names=info.class_names)
         if config.init_from:
-            copied = initialize_from(model, config.init_from)
+            copied = initialize_from(model, config.init_from, print_fn)
             print_fn(f"dcn_train: {', '.join(copied)} initialized from {config.init_from}")
         if config.freeze:
             freeze(model, config.freeze, copied)

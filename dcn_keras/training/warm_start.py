@@ -7,12 +7,15 @@ from dcn_keras.training.train_config import FREEZABLE
 _PARTS = FREEZABLE
 
 
-def initialize_from(model, path):
+def initialize_from(model, path, print_fn=None):
     """Copies into `model` the sub-networks a saved model shares with it.
 
     Each of the coarse tower, fine tower and top network (found by name, as
     the presets build them) that both models have is copied, so a DCN can
     start from a trained fine model (its fine tower and top) or another DCN.
+    A sub-network whose layers differ is copied layer by layer: a layer the
+    source lacks (or holds without weights, e.g. a max pool where this model
+    has an attention pool) keeps its initialization, and `print_fn` is told.
 
     Returns:
         The names of the sub-networks copied, in `("coarse", "fine", "top")` order.
@@ -20,7 +23,7 @@ def initialize_from(model, path):
     Raises:
         FileNotFoundError: no file at `path`.
         ValueError: the file is not a `.keras` archive, the two share none
-            of them, or a shared one's weights have other shapes.
+            of them, or a shared layer's weights have other shapes.
     """
     check_keras_file(path, f"--init_from={path}")
     source = keras.models.load_model(path, compile=False)
@@ -30,16 +33,41 @@ def initialize_from(model, path):
             src, dst = source.get_layer(part), model.get_layer(part)
         except ValueError:
             continue
-        src_shapes = [tuple(w.shape) for w in src.weights]
-        dst_shapes = [tuple(w.shape) for w in dst.weights]
-        if src_shapes != dst_shapes:
-            raise ValueError(f"--init_from={path}: its {part!r} has weights of shapes {src_shapes}, "
-                             f"this model's {dst_shapes}.")
-        dst.set_weights(src.get_weights())
+        if _shapes(src) == _shapes(dst):
+            dst.set_weights(src.get_weights())
+        else:
+            left = _copy_layers(src, dst, f"--init_from={path}: its {part!r}")
+            if left and print_fn is not None:
+                print_fn(f"dcn_train: {part}: {', '.join(left)} not in --init_from, left as initialized")
         copied.append(part)
     if not copied:
         raise ValueError(f"--init_from={path} has no {', '.join(_PARTS)} network in common with this model.")
     return copied
+
+
+def _shapes(network):
+    return [tuple(w.shape) for w in network.weights]
+
+
+def _copy_layers(src, dst, name):
+    # Layer by layer, by name; returns the layers with weights the source lacks.
+    if not hasattr(src, "layers") or not hasattr(dst, "layers"):
+        raise ValueError(f"{name} has weights of shapes {_shapes(src)}, this model's {_shapes(dst)}.")
+    by_name = {layer.name: layer for layer in src.layers if layer.weights}
+    left = []
+    for layer in dst.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in by_name:
+            left.append(layer.name)
+            continue
+        if _shapes(by_name[layer.name]) != _shapes(layer):
+            raise ValueError(f"{name} has weights of shapes {_shapes(src)}, this model's {_shapes(dst)} "
+                             f"(layer {layer.name!r}: {_shapes(by_name[layer.name])} against {_shapes(layer)}).")
+        layer.set_weights(by_name[layer.name].get_weights())
+    if len(left) == len([layer for layer in dst.layers if layer.weights]):
+        raise ValueError(f"{name} shares no layer with this model's (weights {_shapes(src)} against {_shapes(dst)}).")
+    return left
 
 
 def freeze(model, parts, copied):

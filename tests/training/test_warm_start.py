@@ -51,3 +51,20 @@ def test_initialize_from_names_what_does_not_fit(tmp_path):
     narrow.save(tmp_path / "narrow.keras")
     with pytest.raises(ValueError, match=r"narrow.keras: its 'coarse' has weights of shapes \[.*16"):
         initialize_from(preset_model(), str(tmp_path / "narrow.keras"))
+
+
+def test_a_network_with_a_new_layer_is_copied_layer_by_layer(tmp_path):
+    from dcn_keras import presets
+
+    keras.utils.set_random_seed(3)
+    max_pooled = DynamicCapacityNetwork(**presets.svhn_reader_towers(pool="max"), image_shape=(64, 64, 3))
+    max_pooled.fine_only_model().save(tmp_path / "max.keras")
+    attention = DynamicCapacityNetwork.from_preset("svhn_reader")
+    said = []
+    assert initialize_from(attention, str(tmp_path / "max.keras"), said.append) == ["fine", "top"]
+    assert said == ["dcn_train: top: top_pool not in --init_from, left as initialized"]
+    assert _same(attention.fine, max_pooled.fine)
+    for layer in attention.top.layers:
+        if layer.weights and layer.name != "top_pool":
+            assert _same(layer, max_pooled.top.get_layer(layer.name))
+    assert not np.any(attention.top.get_layer("top_pool").get_weights()[0])  # Still its zero start.
