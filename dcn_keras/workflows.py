@@ -14,6 +14,8 @@ import os
 
 from dcn_keras.models import load_model
 from dcn_keras.models import with_num_patches
+from dcn_keras.models.loading import model_input_shape
+from dcn_keras.models.loading import with_image_shape
 from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.serving import export_litert
 from dcn_keras.serving import export_model
@@ -63,7 +65,7 @@ def _load(source, num_patches, dtype_policy):
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
                 num_patches=None, dtype_policy=None, format="saved_model", output=None, batch_size=1,
-                baseline=None, top_pass=None, exit_threshold=None):
+                baseline=None, top_pass=None, exit_threshold=None, image_size=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -94,6 +96,9 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         exit_threshold: None (as trained), or a number in (0, 1]: the
             exported DCN refines only images whose coarse confidence is below
             it (`DynamicCapacityNetwork`'s `exit_threshold`).
+        image_size: None (as trained), or an int: the model is exported for
+            square images of that side (`with_image_shape`; the towers are
+            convolutional, so a model trained on one canvas runs on another).
 
     Returns:
         The version directory (or file) written.
@@ -106,6 +111,10 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         raise ValueError(f"baseline={baseline!r} is not valid; choose one of: {', '.join(BASELINES)}.")
     check_dtype_policy(dtype_policy)
     model = _load(source, num_patches, dtype_policy)
+    if image_size is not None:
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size={image_size!r} must be an integer >= 1 (pixels a side).")
+        model = with_image_shape(model, (image_size, image_size, model_input_shape(model)[-1]), source)
     changes = {k: v for k, v in (("top_pass", top_pass), ("exit_threshold", exit_threshold)) if v is not None}
     if changes:
         if not hasattr(model, "with_settings"):

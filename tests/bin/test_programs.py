@@ -305,3 +305,27 @@ def test_a_folder_of_own_images_trains_evaluates_and_predicts_by_class_name(tmp_
     records = json.loads(predicted.stdout)
     assert len(records) == 10 and all(r["class"] in CLASSES and r["coarse_class"] in CLASSES for r in records)
     assert all(CLASSES[r["class_index"]] == r["class"] for r in records)
+
+
+@pytest.mark.slow
+def test_dcn_predict_reads_numbers_with_the_shipped_numbers_model(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from dcn_keras.datasets.mnist_numbers import split_numbers
+
+    images, labels = split_numbers("test", "embedded", examples_per_digit=1, image_size=384, digit_scale=1.0)[:2]
+    truth = []
+    for n in range(4):
+        Image.fromarray(images[n, ..., 0]).save(tmp_path / f"number_{n}.png")
+        digits = [int(labels[f"digit_{i}"][n]) for i in range(1, int(labels["length"][n]) + 1)]
+        truth.append("".join(map(str, digits)))
+    done = _run("dcn_predict", "--model=saved_models/svhn_reader_numbers_dcn/1", "--json", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads(done.stdout)
+    read = {os.path.basename(r["file"]): r for r in records}
+    answers = [read[f"number_{n}.png"] for n in range(4)]
+    for record in answers:  # The number, its confidence, and the patches it was read from.
+        assert record["number"] == record["class"] and 0 < record["number_confidence"] <= 1
+        assert len(record["patch_boxes"]) == 256
+    assert sum(record["number"] == t for record, t in zip(answers, truth)) >= 3, (answers, truth)

@@ -251,3 +251,16 @@ def test_a_multi_digit_baseline_is_served_with_its_heads_and_number():
     assert flat["number"].shape == (2,) and "saliency" not in flat
     lengths = np.argmax(logits["length"], -1)
     assert [len(n) for n in flat["number"].numpy()] == lengths.tolist()
+
+
+def test_export_from_serves_a_model_at_another_image_size(tmp_path):
+    source = preset_model(num_patches=4)
+    source.save(str(tmp_path / "dcn.keras"))
+    path = export_from(str(tmp_path / "dcn.keras"), str(tmp_path / "out"), "m", xla=False, image_size=64)
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    images = random_images(2, shape=(64, 64, 1), seed=5)
+    expected = source.with_settings(image_shape=(64, 64, 1))(images)
+    np.testing.assert_allclose(served(images=tf.constant(images))["probabilities"], expected["probabilities"],
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="image_size=0 must be an integer >= 1"):
+        export_from(str(tmp_path / "dcn.keras"), str(tmp_path / "out"), "m", image_size=0)

@@ -1,0 +1,62 @@
+"""docs/scaling.md's table, JSON and plot: a DCN's speed-up at the fine model's level against image size.
+
+    python docs/scaling_study.py
+
+Each row joins two files the commands of docs/scaling.md wrote for one canvas
+size: `docs/eval_scaling_NAME.json` (`bin/dcn_eval --compare_to=FINE --json`:
+the DCN's and the fine model's errors on the same test images) and
+`docs/bench_scaling_NAME.json` (`bin/dcn_bench --weights --json`: multiply-adds
+and times, each model on its best runtime). Rows whose files are not there yet
+are skipped and named. Coverage is measured on the test split here.
+Writes docs/scaling.json and docs/scaling.png and prints the Markdown table and
+the crossover.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dcn_keras.io_utils import write_json_atomically  # noqa: E402
+from dcn_keras.studies import scaling  # noqa: E402
+
+DOCS = os.path.dirname(os.path.abspath(__file__))
+# (dataset, canvas, file name, preset whose coarse grid counts the cells, data options)
+ROWS = [
+    ("cluttered_mnist", 100, "c100", "cluttered_mnist", dict(digits="embedded")),
+    ("cluttered_mnist", 200, "c200", "cluttered_mnist", dict(digits="embedded")),
+    ("cluttered_mnist", 300, "c300", "cluttered_mnist", dict(digits="embedded")),
+    ("mnist_numbers", 128, "n128", "svhn_reader", dict(digits="embedded")),
+    ("mnist_numbers", 256, "n256", "svhn_reader", dict(digits="embedded")),
+    ("mnist_numbers", 384, "n384", "svhn_reader", dict(digits="embedded")),
+]
+
+
+def main():
+    entries = []
+    for dataset, canvas, name, preset, options in ROWS:
+        comparison = os.path.join(DOCS, f"eval_scaling_{name}.json")
+        bench = os.path.join(DOCS, f"bench_scaling_{name}.json")
+        missing = [os.path.basename(p) for p in (comparison, bench) if not os.path.exists(p)]
+        if missing:
+            print(f"skipped {dataset} at {canvas} px: no {' or '.join(missing)} yet")
+            continue
+        coverage = scaling.object_coverage(dataset, canvas, preset, **options)
+        entries.append(dict(dataset=dataset, canvas=canvas, coverage=coverage, comparison=comparison, bench=bench))
+    rows = scaling.scaling_rows(entries)
+    found = {batch: scaling.crossover(rows, batch=batch) for batch in (64, 1)}
+    write_json_atomically(os.path.join(DOCS, "scaling.json"), {"rows": rows, "crossover": {
+        f"b{batch}": value for batch, value in found.items()}})
+    scaling.plot_scaling(rows, os.path.join(DOCS, "scaling.png"))
+    print(scaling.format_table(rows))
+    for batch, value in found.items():
+        print(f"batch {batch}: " + (f"a DCN pays below {100 * value['coverage']:.1f}% coverage "
+                                    f"(between {value['below']} and {value['above']})" if value else
+                                    "no crossover among these rows"))
+    print(json.dumps({"rows": len(rows)}))
+
+
+if __name__ == "__main__":
+    main()
