@@ -164,6 +164,10 @@ class PatchGeometry:
             covered.append((low < start + size) & (high > start) & (boxes[..., 2, None] > 0))
         return (covered[0][..., :, None] & covered[1][..., None, :]).any(axis=1)
 
+    def covered_share(self, boxes):
+        """The mean share of the cells the objects cover (`covered_cells`), a float in [0, 1]."""
+        return float(self.covered_cells(boxes).sum((1, 2)).mean()) / self.num_cells
+
     @classmethod
     def from_towers(cls, coarse, fine, image_shape, patch_size=None, patch_offset=None):
         """Derives the geometry from the coarse tower's receptive field.

@@ -30,7 +30,7 @@ def object_coverage(dataset, canvas_size, preset, sample=2000, **options):
     if info.object_boxes is None:
         raise ValueError(f"--dataset={dataset} has no object boxes to measure coverage with.")
     geometry = DynamicCapacityNetwork.from_preset(preset, image_shape=info.image_shape).geometry
-    return float(geometry.covered_cells(info.object_boxes[:sample]).sum((1, 2)).mean()) / geometry.num_cells
+    return geometry.covered_share(info.object_boxes[:sample])
 
 
 def _load(path):

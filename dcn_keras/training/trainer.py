@@ -177,10 +177,9 @@ def report_coverage(geometry, boxes, print_fn, sample=2000):
     Returns the share. `boxes`: `[N, objects, 4]` `[top, left, height, width]`
     (a sample of `sample` images is enough for a mean).
     """
-    covered = geometry.covered_cells(boxes[:sample]).sum((1, 2))
-    share = float(covered.mean()) / geometry.num_cells
+    share = geometry.covered_share(boxes[:sample])
     print_fn(f"dcn_train: the objects cover {100 * share:.1f}% of the {geometry.num_cells} coarse cells "
-             f"({covered.mean():.0f} on average)")
+             f"({share * geometry.num_cells:.0f} on average)")
     if share > COVERAGE_LIMIT:
         print_fn(f"dcn_train: above {100 * COVERAGE_LIMIT:.0f}% a DCN must refine most of the image to match its "
                  "fine model, so it is unlikely to be much faster; a larger canvas (--canvas_size) makes the "
