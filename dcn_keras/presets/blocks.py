@@ -1,0 +1,47 @@
+"""Layer builders the presets' towers share."""
+
+from dcn_keras.backend import keras
+from dcn_keras.layers.phase_gradient_conv2d import PhaseGradientConv2D
+
+layers = keras.layers
+
+
+def conv(filters, kernel, strides=1, padding="valid", name=None):
+    """A ReLU `Conv2D`, valid padding unless `padding` says otherwise."""
+    return layers.Conv2D(
+        filters, kernel, strides=strides, padding=padding, activation="relu", name=name
+    )
+
+
+def top_conv(filters, kernel):
+    """The top network's first layer: a stride-2 ReLU `PhaseGradientConv2D` named `top_conv`."""
+    # The saliency map is this conv's input gradient, taken at every
+    # inference: PhaseGradientConv2D computes it faster (same forward pass).
+    return PhaseGradientConv2D(filters, kernel, strides=2, activation="relu", name="top_conv")
+
+
+def fine_tower(channels, features):
+    """The paper's cluttered MNIST fine tower with `features` filters: one vector per 14x14 patch."""
+    x = keras.Input((None, None, channels), name="patches")
+    h = conv(features, 3, name="fine_conv1")(x)
+    h = conv(features, 3, padding="same", name="fine_conv2")(h)
+    h = layers.MaxPooling2D(2, name="fine_pool1")(h)
+    h = conv(features, 3, padding="same", name="fine_conv3")(h)
+    h = conv(features, 3, padding="same", name="fine_conv4")(h)
+    h = layers.MaxPooling2D(2, name="fine_pool2")(h)
+    h = conv(features, 3, name="fine_conv5")(h)
+    return keras.Model(x, h, name="fine")
+
+
+def patch_exact_fine_tower(channels, features):
+    """A fine tower whose whole-image grid equals its patch vectors (`svhn_patch_exact`)."""
+    # Valid convolutions only, and strides that keep every window on the
+    # 4-pixel cell grid: a 14x14 patch gives one vector, the padded image a
+    # grid of them, and each grid vector is exactly its patch's vector.
+    x = keras.Input((None, None, channels), name="patches")
+    h = conv(features, 3, name="fine_conv1")(x)
+    h = conv(features, 3, name="fine_conv2")(h)
+    h = layers.MaxPooling2D(2, name="fine_pool1")(h)
+    h = conv(features, 3, name="fine_conv3")(h)
+    h = conv(features, 3, strides=2, name="fine_conv4")(h)
+    return keras.Model(x, h, name="fine")
