@@ -42,6 +42,16 @@ def saved_model_nodes(path):
             yield from function.node_def
 
 
+def saved_model_stored_values(path):
+    """How many numbers a SavedModel's checkpoint stores (its variables' sizes summed)."""
+    import numpy as np
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    return sum(int(np.prod(shape)) for name, shape in reader.get_variable_to_shape_map().items()
+               if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+
+
 def glyph_task(num_images, num_classes=4, size=100, glyph=10, clutter=8, seed=0):
     """A glyph of one of `num_classes` shapes at a random place, plus clutter.
 

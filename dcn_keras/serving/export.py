@@ -173,8 +173,11 @@ def export_model(model, path, xla=True):
         return with_numbers(compiled(checked_images(images, shape)))
 
     def build(tmp):
+        # No `archive.track(model)`: the endpoints' traces already hold the
+        # variables, and tracking the model too stores every weight twice
+        # (keras-team/keras#23553: its keras.Variable wrappers and their
+        # tf.Variables are separate objects to the checkpoint).
         archive = keras.export.ExportArchive()
-        archive.track(model)
         # Unknown rank: the checks above run in the graph, where TF Serving
         # (which does not check shapes against the signature) needs them.
         images_spec = tf.TensorSpec(None, tf.float32, name="images")

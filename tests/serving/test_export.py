@@ -15,6 +15,7 @@ from dcn_keras.serving import client
 from tests.helpers import preset_model
 from tests.helpers import random_images
 from tests.helpers import saved_model_nodes
+from tests.helpers import saved_model_stored_values
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -107,6 +108,13 @@ def test_runs_in_a_fresh_process_without_keras_or_dcn_keras(exported, tmp_path):
     for key in expected:
         np.testing.assert_allclose(got[f"default/{key}"], np.asarray(expected[key]), atol=1e-5)
         np.testing.assert_allclose(got[f"bytes/{key}"], np.asarray(expected[key]), atol=1e-5)
+
+
+def test_the_export_stores_each_weight_once(exported):
+    # Tracking the model in the export archive as well as its endpoints
+    # stored every weight twice (keras-team/keras#23553).
+    model, path, _ = exported
+    assert saved_model_stored_values(path) == model.count_params()
 
 
 def _convolution_dtypes(path):

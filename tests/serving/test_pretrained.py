@@ -8,6 +8,7 @@ import tensorflow as tf
 from dcn_keras.evaluation import evaluate_saved_model
 from dcn_keras.serving import export_model
 from tests.helpers import saved_model_nodes
+from tests.helpers import saved_model_stored_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, "saved_models", "cluttered_mnist_dcn", "1")
@@ -48,6 +49,13 @@ def test_shipped_model_is_small_and_in_serving_layout(path):
     assert size < 5 * 2**20
     signatures = tf.saved_model.load(path).signatures
     assert {"serving_default", "serving_bytes", "serving_xla"} <= set(signatures)
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED_MODELS))
+def test_shipped_model_stores_each_weight_once(path):
+    from dcn_keras import DynamicCapacityNetwork
+
+    assert saved_model_stored_values(path) == DynamicCapacityNetwork.from_preset(SHIPPED_MODELS[path]).count_params()
 
 
 @pytest.mark.parametrize("path", sorted(SHIPPED_MODELS))
