@@ -36,6 +36,39 @@ from dcn_keras.studies.timing import interleaved_median_seconds
 THRESHOLDS = (None, 0.99999, 0.9999, 0.999, 0.995, 0.99, 0.97, 0.9)
 
 
+def test_set(data):
+    """The `(images, labels)` of a batched `tf.data` test set, images as compact as they are exact.
+
+    Images whose pixels all lie on the 1/255 grid (every dataset built from
+    8-bit pixels) are kept as uint8, a quarter of float32's memory: 10,000
+    384-pixel colour canvases take 4.4 GB instead of 17.7 GB. `sweep` takes
+    either.
+    """
+    images, labels, exact = [], [], True
+    for x, y in data.as_numpy_iterator():
+        levels = np.round(x * 255)
+        # The same float32 division `_pixels` undoes it with: exact means bit for bit.
+        exact = exact and bool(np.array_equal(levels.astype(np.float32) / np.float32(255), x))
+        images.append(levels.astype(np.uint8) if exact else x.astype(np.float32))
+        labels.append(y)
+        if not exact and images[0].dtype == np.uint8:  # Seen too late: back to float32 for all.
+            images = [_pixels(batch) for batch in images]
+    labels = tf.nest.map_structure(lambda *parts: np.concatenate(parts), *labels)
+    # Stacked one batch at a time, freeing each, so the peak is one copy and a batch.
+    stacked = np.empty((sum(len(b) for b in images), *images[0].shape[1:]), images[0].dtype)
+    start = 0
+    while images:
+        batch = images.pop(0)
+        stacked[start:start + len(batch)] = batch
+        start += len(batch)
+    return stacked, labels
+
+
+def _pixels(images):
+    """float32 images in [0, 1] from float32 or uint8 (0-255) ones."""
+    return images.astype(np.float32) / 255 if images.dtype == np.uint8 else images
+
+
 def _check(ks, thresholds, saliencies):
     for t in thresholds:
         if t is not None and not (isinstance(t, (int, float)) and 0 < t <= 1):
@@ -63,7 +96,7 @@ def _requests(images, refine, count):
     count = min(count, len(images))
     take = min(len(refined), max(int(round(refine.mean() * count)), 1 if len(refined) else 0))
     chosen = np.concatenate([refined[:take], exited[:count - take]])
-    return [images[i:i + 1] for i in np.sort(chosen)]
+    return [_pixels(images[i:i + 1]) for i in np.sort(chosen)]
 
 
 def _timings(model, b64, b1, repeats, xla):
@@ -88,7 +121,7 @@ def _right(model, images, labels, batch_size=100):
     """Whether each image is right, for the refined and the coarse answer, and the coarse confidence."""
     refined, coarse, confidence = [], [], []
     for start in range(0, len(images), batch_size):
-        out = model(tf.constant(images[start:start + batch_size]), training=False)
+        out = model(tf.constant(_pixels(images[start:start + batch_size])), training=False)
         y = tf.nest.map_structure(lambda a: a[start:start + batch_size], labels)
         if not isinstance(model, DynamicCapacityNetwork):  # A baseline's logits (a dict for several heads).
             refined.append(right_answers(probabilities(out), y))
@@ -108,7 +141,8 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
     Args:
         dcn_paths: list of `.keras` DCN files.
         fine_path: str, the fine model's `.keras` file (the reference).
-        images, labels: the test set, float32 `[N, H, W, C]` and int `[N]`
+        images, labels: the test set, float32 `[N, H, W, C]` in [0, 1] (or
+            uint8 in 0-255, as `test_set` keeps exact ones) and int `[N]`
             (for a multi-digit model, a dict of `[N]` per head, as
             `load_dataset("mnist_numbers", ...)` gives: an image is right
             when the whole number is).
@@ -130,8 +164,8 @@ def sweep(dcn_paths, fine_path, images, labels, coarse_path=None, ks=(4, 8, 16),
         `refined_share`, `only_fine_right`, `only_this_right`, `p_value`.
     """
     _check(ks, thresholds, saliencies)
-    b64 = [images[i * 64:(i + 1) * 64] for i in range(min(timing_batches, len(images) // 64))]
-    b1 = [images[i:i + 1] for i in range(min(timing_images, len(images)))]
+    b64 = [_pixels(images[i * 64:(i + 1) * 64]) for i in range(min(timing_batches, len(images) // 64))]
+    b1 = [_pixels(images[i:i + 1]) for i in range(min(timing_images, len(images)))]
     if not b64:
         raise ValueError(f"Timing needs at least 64 test images; got {len(images)}.")
     references, fine_right = {}, None

@@ -147,3 +147,32 @@ def test_a_multi_digit_dcn_is_scored_on_whole_numbers(tmp_path):
             int(np.sum(fine_right & ~right)), int(np.sum(~fine_right & right)))
     with pytest.raises(ValueError, match=r"heads \(\['digit_1'.*do not fit the labels \(one array"):
         sweep.sweep([paths["dcn"]], paths["fine"], images, labels["length"], ks=(2,), log=lambda *_: None)
+
+
+def test_the_test_set_keeps_8_bit_images_as_uint8_and_other_images_as_float32():
+    import tensorflow as tf
+
+    levels = np.random.default_rng(5).integers(0, 256, (10, 6, 6, 3)).astype(np.uint8)
+    exact = (levels.astype(np.float32) / 255, np.arange(10))
+    images, labels = sweep.test_set(tf.data.Dataset.from_tensor_slices(exact).batch(4))
+    assert images.dtype == np.uint8 and images.shape == (10, 6, 6, 3)
+    np.testing.assert_array_equal(images, levels)
+    np.testing.assert_array_equal(labels, np.arange(10))
+    off_grid = exact[0].copy()
+    off_grid[9, 0, 0, 0] = 0.5  # In the last batch: the uint8 batches before it go back to float32.
+    images, _ = sweep.test_set(tf.data.Dataset.from_tensor_slices((off_grid, exact[1])).batch(4))
+    assert images.dtype == np.float32
+    np.testing.assert_array_equal(images, off_grid)
+
+
+def test_uint8_test_images_give_the_points_float_ones_give(saved):
+    _, paths, images, labels = saved
+    levels = np.round(images * 255).astype(np.uint8)
+    run = lambda x: sweep.sweep([paths["dcn"]], paths["fine"], x, labels, ks=(2,), thresholds=(None, 0.5),  # noqa: E731
+                                saliencies=("entropy_gradient",), timing_batches=1, timing_images=2, repeats=1,
+                                log=lambda *_: None)
+    compact, full = run(levels), run(levels.astype(np.float32) / 255)
+    assert compact["references"]["fine"]["error"] == full["references"]["fine"]["error"]
+    for a, b in zip(compact["points"], full["points"]):
+        assert (a["error"], a["refined_share"], a["only_fine_right"], a["only_this_right"]) == (
+            b["error"], b["refined_share"], b["only_fine_right"], b["only_this_right"])
