@@ -66,7 +66,7 @@ _WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # the default model, the k=16 DCN started from the fine model on full MNIST
 # (saved_models/cluttered_mnist_fast_full_dcn/1, cluttered_mnist_fast.tflite);
 # "pretrained_embedded": the same recipe on the embedded digits. svhn_reader
-# "pretrained": a k=256 DCN reading mnist_numbers on 384-pixel canvases
+# "pretrained": a k=192 DCN reading mnist_numbers on 384-pixel canvases
 # (saved_models/svhn_reader_numbers_dcn/1), trained on full MNIST.
 PRETRAINED = {"cluttered_mnist": {"pretrained": "cluttered_mnist_dcn.weights.h5",
                                   "pretrained_full_mnist": "cluttered_mnist_full_dcn.weights.h5"},

@@ -121,17 +121,17 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention
 
 def svhn_reader():
     # Numbers small against the image: 384-pixel canvases, where the number
-    # covers about 1% of the coarse cells. k=256, the smallest k tried whose
-    # DCN reads numbers as well as the fine model (docs/scaling.md: 160 and
-    # 224 did not). The shipped weights were trained on 128-pixel (fine) and
+    # covers about 1% of the coarse cells. k=192, the smallest k tried whose
+    # DCN reads numbers as well as the fine model (docs/scaling.md: 160 did
+    # not). The shipped weights were trained on 128-pixel (fine) and
     # 256-pixel (DCN) canvases.
-    return dict(svhn_reader_towers(), image_shape=(384, 384, 3), num_patches=256)
+    return dict(svhn_reader_towers(), image_shape=(384, 384, 3), num_patches=192)
 
 
 def svhn_reader_max():
     # The reader with a global max pool: the first stage of `svhn_reader`'s
     # training (docs/scaling.md), and what the attention pool is measured against.
-    return dict(svhn_reader_towers(pool="max"), image_shape=(384, 384, 3), num_patches=256)
+    return dict(svhn_reader_towers(pool="max"), image_shape=(384, 384, 3), num_patches=192)
 
 
 def svhn_cropped_towers(features=48, num_classes=10):
