@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from dcn_keras import presets
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK = ["--digits=embedded", "--examples_per_digit=1", "--epochs=1", "--steps_per_epoch=2",
          "--batch_size=8", "--verbose=0"]
@@ -327,5 +329,5 @@ def test_dcn_predict_reads_numbers_with_the_shipped_numbers_model(tmp_path):
     answers = [read[f"number_{n}.png"] for n in range(4)]
     for record in answers:  # The number, its confidence, and the patches it was read from.
         assert record["number"] == record["class"] and 0 < record["number_confidence"] <= 1
-        assert len(record["patch_boxes"]) == 256
+        assert len(record["patch_boxes"]) == presets.svhn_reader()["num_patches"]  # The export's k.
     assert sum(record["number"] == t for record, t in zip(answers, truth)) >= 3, (answers, truth)
