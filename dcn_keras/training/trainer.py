@@ -26,11 +26,12 @@ from dcn_keras.training.warm_start import initialize_from
 
 _NUM_LOGGED_IMAGES = 4
 # Above this share of coarse cells covered by the objects, a DCN is unlikely
-# to be as accurate as its fine model and much faster: it must refine about
-# every covered cell. Provisional, between the measured points (docs/scaling.md):
-# cluttered MNIST at 100 px (5.1% covered) pays 4.5x; mnist_numbers at 64 px
-# (29%) found no point as accurate and 3x faster.
-COVERAGE_LIMIT = 0.2
+# to be as accurate as its fine model and faster: it must refine about every
+# covered cell and its neighbours. Between the measured rows of docs/scaling.md:
+# every row at 5.1% coverage or less paid (cluttered MNIST at 100 px: 4.6x at
+# batch 64), mnist_numbers at 128 px (9.4%) did not (no k at the fine model's
+# level; the closest 0.86x).
+COVERAGE_LIMIT = 0.08
 
 
 def make_strategy(name):
@@ -181,7 +182,7 @@ def report_coverage(geometry, boxes, print_fn, sample=2000):
     print_fn(f"dcn_train: the objects cover {100 * share:.1f}% of the {geometry.num_cells} coarse cells "
              f"({share * geometry.num_cells:.0f} on average)")
     if share > COVERAGE_LIMIT:
-        print_fn(f"dcn_train: above {100 * COVERAGE_LIMIT:.0f}% a DCN must refine most of the image to match its "
+        print_fn(f"dcn_train: above {100 * COVERAGE_LIMIT:.0f}% a DCN must refine much of the image to match its "
                  "fine model, so it is unlikely to be much faster; a larger canvas (--canvas_size) makes the "
                  "objects smaller against the image")
     return share

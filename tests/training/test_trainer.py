@@ -328,3 +328,7 @@ def test_the_objects_coverage_is_reported_with_a_warning_when_too_high():
     lines = []
     assert report_coverage(geometry, np.array([[[0, 0, 64, 64]]], np.float32), lines.append) == 1.0
     assert len(lines) == 2 and "unlikely to be much faster" in lines[1] and "--canvas_size" in lines[1]
+    # Numbers at 128 px cover 9.4% and did not pay (docs/scaling.md): a share that low is warned about.
+    lines = []
+    share = report_coverage(geometry, np.array([[[20, 20, 14, 14]]], np.float32), lines.append)
+    assert 0.08 < share < 0.2 and len(lines) == 2
