@@ -25,7 +25,8 @@ def inference_fn(model, jit_compile=False, batch_splits=1):
     With `batch_splits` > 1, a batch of known size is cut into that many
     near-equal slices (at most one per image) whose forward passes share no
     ops, so TensorFlow's inter-op pool runs them side by side, as a server
-    runs concurrent requests; the outputs are concatenated in order.
+    runs concurrent requests; the outputs (each head's, for a model with
+    several) are concatenated in order.
     """
     if isinstance(model, DynamicCapacityNetwork):
         def one(x):
@@ -34,8 +35,10 @@ def inference_fn(model, jit_compile=False, batch_splits=1):
         def one(x):
             return model(x, training=False)
 
-    return tf.function(_sliced(one, batch_splits, lambda outs: tf.concat(outs, axis=0)),
-                       jit_compile=jit_compile)
+    def join(outs):
+        return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outs)
+
+    return tf.function(_sliced(one, batch_splits, join), jit_compile=jit_compile)
 
 
 def floor_fn(dcn, images, batch_splits=1):

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+import dcn_keras
 from dcn_keras.studies import bench_report
 from dcn_keras.studies import benchmark
 from dcn_keras.backend import keras
@@ -146,6 +147,19 @@ def test_batch_splits_run_slices_side_by_side_with_unsplit_outputs():
         assert np.isfinite(float(fn(*args)))
     with pytest.raises(ValueError, match=r"--batch_splits=0 is not valid; it must be an integer >= 1"):
         benchmark.run_benchmark(batch_splits=0)
+
+
+def test_batch_splits_join_every_head_of_a_number_reader():
+    # A number reader answers with one output per head; each is joined in order.
+    keras.utils.set_random_seed(0)
+    dcn = dcn_keras.DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=4)
+    images = tf.constant(random_images(3, shape=(64, 64, 3), seed=1))
+    for model in (dcn, dcn.fine_only_model()):
+        whole = benchmark.inference_fn(model)(images)
+        split = benchmark.inference_fn(model, batch_splits=2)(images)
+        assert set(split) == set(whole) and "digit_5" in split
+        for head in whole:
+            np.testing.assert_allclose(split[head], whole[head], rtol=1e-5, atol=1e-6)
 
 
 def test_run_benchmark_builds_every_model_under_the_dtype_policy_and_restores_it():
