@@ -65,7 +65,7 @@ def _load(source, num_patches, dtype_policy):
 
 def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", version=None, xla=True,
                 num_patches=None, dtype_policy=None, format="saved_model", output=None, batch_size=1,
-                baseline=None, top_pass=None, exit_threshold=None, image_size=None):
+                baseline=None, top_pass=None, exit_threshold=None, image_size=None, fine_tile=None):
     """Exports `source` to `<export_base>/<name>/<version>/` (TF Serving's layout).
 
     Args:
@@ -96,6 +96,10 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         exit_threshold: None (as trained), or a number in (0, 1]: the
             exported DCN refines only images whose coarse confidence is below
             it (`DynamicCapacityNetwork`'s `exit_threshold`).
+        fine_tile: None (as trained), or an int >= 1: the DCN's fine tower
+            runs once per `fine_tile` x `fine_tile` block of cells holding a
+            chosen one (`DynamicCapacityNetwork`'s `fine_tile`; the same
+            outputs, less work where the chosen cells crowd together).
         image_size: None (as trained), or an int: the model is exported for
             square images of that side (`with_image_shape`; the towers are
             convolutional, so a model trained on one canvas runs on another).
@@ -115,7 +119,8 @@ def export_from(source, export_base="saved_models", name="cluttered_mnist_dcn", 
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"image_size={image_size!r} must be an integer >= 1 (pixels a side).")
         model = with_image_shape(model, (image_size, image_size, model_input_shape(model)[-1]), source)
-    changes = {k: v for k, v in (("top_pass", top_pass), ("exit_threshold", exit_threshold)) if v is not None}
+    changes = {k: v for k, v in (("top_pass", top_pass), ("exit_threshold", exit_threshold),
+                                 ("fine_tile", fine_tile)) if v is not None}
     if changes:
         if not hasattr(model, "with_settings"):
             raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in changes.items())} needs a DCN; {source} "

@@ -4,3 +4,4 @@ from dcn_keras.layers.cell_scatter import CellScatter
 from dcn_keras.layers.entropy_saliency import EntropySaliency
 from dcn_keras.layers.patch_gather import PatchGather
 from dcn_keras.layers.phase_gradient_conv2d import PhaseGradientConv2D
+from dcn_keras.layers.tile_gather import TileGather

@@ -44,10 +44,14 @@ class PatchGather(keras.layers.Layer):
 
     Call arguments:
         images: tensor `[batch, height, width, channels]`.
-        locations: int tensor `[batch, k, 2]` of `(row, col)` grid cells.
+        locations: int tensor `[batch, k, 2]` of `(row, col)` grid cells,
+            or, with `batch_index`, `[n, 2]`.
+        batch_index: int tensor `[n]` or None (default): the image of each
+            of `n` locations, for a flat list (a varying number per image).
 
     Returns:
-        Tensor `[batch, k, patch_h, patch_w, channels]`.
+        Tensor `[batch, k, patch_h, patch_w, channels]` (with `batch_index`:
+        `[n, patch_h, patch_w, channels]`).
 
     Example:
     ```python
@@ -84,17 +88,20 @@ class PatchGather(keras.layers.Layer):
         pads.append([0, 0])
         return tf.pad(images, pads)
 
-    def call(self, images, locations):
+    def call(self, images, locations, batch_index=None):
         padded = self._pad(images)
         locations = tf.cast(locations, tf.int32)
+        if batch_index is None:
+            batch_index = tf.range(tf.shape(padded)[0])[:, None]  # [B, 1]: each row its image.
+        batch_index = tf.cast(batch_index, tf.int32)
         # Corner of each window in padded coordinates.
         shift = [max(0, -o) + o for o in self.offset]
         corner = locations * self.strides + shift
         if self.method == "index":
-            return self._index_gather(padded, corner)
-        return self._extract_patches(padded, locations, shift)
+            return self._index_gather(padded, corner, batch_index)
+        return self._extract_patches(padded, locations, shift, batch_index)
 
-    def _index_gather(self, padded, corner):
+    def _index_gather(self, padded, corner, batch_index):
         # One gather from the whole batch flattened to pixels: window pixel
         # (u, v) of a patch with corner (y, x) in image b is flat index
         # (b * height + y + u) * width + x + v. (No `batch_dims`: it expands
@@ -103,12 +110,12 @@ class PatchGather(keras.layers.Layer):
         height, width = shape[1], shape[2]
         flat = tf.reshape(padded, [-1, padded.shape[-1]])
         window = tf.range(self.patch_size[0])[:, None] * width + tf.range(self.patch_size[1])
-        rows = corner[..., 0] + (tf.range(shape[0]) * height)[:, None]
+        rows = corner[..., 0] + batch_index * height
         start = rows * width + corner[..., 1]  # [B, k]
         index = start[..., None, None] + window  # [B, k, ph, pw]
         return tf.gather(flat, index)  # [B, k, ph, pw, C]
 
-    def _extract_patches(self, padded, locations, shift):
+    def _extract_patches(self, padded, locations, shift, batch_index):
         # Start the window lattice at cell (0, 0)'s corner so that window
         # (i, j) of extract_patches is exactly cell (i, j)'s patch.
         padded = padded[:, shift[0]:, shift[1]:, :]
@@ -120,9 +127,10 @@ class PatchGather(keras.layers.Layer):
             rates=[1, 1, 1, 1],
             padding="VALID",
         )
-        picked = tf.gather_nd(windows, locations, batch_dims=1)  # [B, k, ph*pw*C]
+        batch_index = tf.broadcast_to(batch_index, tf.shape(locations)[:-1])
+        picked = tf.gather_nd(windows, tf.concat([batch_index[..., None], locations], axis=-1))
         shape = tf.concat(
-            [tf.shape(locations)[:2], [self.patch_size[0], self.patch_size[1], channels]],
+            [tf.shape(locations)[:-1], [self.patch_size[0], self.patch_size[1], channels]],
             axis=0,
         )
         return tf.reshape(picked, shape)

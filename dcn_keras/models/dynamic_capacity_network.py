@@ -7,6 +7,7 @@ from dcn_keras.layers.cell_scatter import CellScatter
 from dcn_keras.layers.entropy_saliency import EntropySaliency
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
+from dcn_keras.layers.tile_gather import TileGather
 from dcn_keras.models.class_activation_map import ClassActivationMap
 from dcn_keras.models.dynamic_capacity_trainer import METRICS
 from dcn_keras.models.dynamic_capacity_trainer import DynamicCapacityTrainer
@@ -62,6 +63,15 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             outputs to float rounding, less work), or `"full"`, the whole
             top network on the rebuilt grid. Tops that `IncrementalTop`
             cannot split, and training, always take the full pass.
+        fine_tile: int >= 1, `1` (default) runs the fine tower patch by
+            patch, the paper's way; `t > 1` runs it once per `t` x `t` block
+            of the grid holding a selected cell, on the window covering the
+            block's patches (`TileGather`), and keeps the selected cells'
+            vectors: the same outputs (to float rounding) with less work when
+            the selected cells crowd together, as on a number. Needs a fine
+            tower that maps that window to a `t` x `t` grid, exactly its
+            per-patch vectors (valid convolutions whose steps multiply to the
+            grid's stride, as `patch_exact_fine_tower`).
         exit_threshold: float in (0, 1] or None (default, off). At
             inference, an image whose coarse prediction's top probability
             (for several heads, the product of the heads' top probabilities:
@@ -106,6 +116,7 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
         patch_offset=None,
         gather="index",
         top_pass="incremental",
+        fine_tile=1,
         exit_threshold=None,
         saliency="entropy_gradient",
         class_names=None,
@@ -173,6 +184,9 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
         self.exit_threshold = None if exit_threshold is None else float(exit_threshold)
         self.saliency = saliency
         self.incremental_top = IncrementalTop.split(top) if top_pass == "incremental" else None
+        if isinstance(fine_tile, bool) or not isinstance(fine_tile, int) or fine_tile < 1:
+            raise ValueError(f"fine_tile={fine_tile!r} must be an int >= 1 (1: patch by patch).")
+        self.fine_tile = fine_tile
 
         # The model's own policy, not the global one at construction: a DCN
         # loaded or re-made (with_num_patches) keeps the policy it was built with.
@@ -187,6 +201,12 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             name="patch_gather",
             dtype=policy,
         )
+        self.tile_gather = None if fine_tile == 1 else TileGather(
+            self.geometry.patch_size, strides=self.geometry.stride, offset=self.geometry.offset,
+            grid_shape=self.geometry.grid_shape, tile=fine_tile, method=gather, name="tile_gather",
+            dtype=policy)
+        if self.tile_gather is not None:
+            self.tile_gather.check_fine_tower(fine, image_shape[-1], name="fine_tile")
         self.cell_scatter = CellScatter(name="cell_scatter", dtype=policy)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
         self.built = True
@@ -279,13 +299,7 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
     def _refine(self, images, grid, pre_activation, locations, training):
         # The fine pass on the chosen cells and the top network on the refined
         # grid (as a sparse update of `pre_activation`, the incremental pass's).
-        patches = self.patch_gather(images, locations)  # [B, k, ph, pw, C]
-        batch = tf.shape(patches)[0]
-        patches = tf.reshape(patches, [-1, *patches.shape[2:]])
-        # One fine-tower call for all batch * k patches.
-        fine_vectors = tf.reshape(
-            self.fine(patches, training=training), [batch, self.num_patches, -1]
-        )
+        fine_vectors = self.fine_vectors(images, locations, training=training)
         coarse_vectors = tf.gather_nd(grid, locations, batch_dims=1)
         # Unused in the incremental pass, so a traced graph prunes it.
         refined = self.cell_scatter(grid, locations, fine_vectors)
@@ -296,6 +310,19 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             logits = self.incremental_top.refined_logits(pre_activation, locations, deltas)
         return {"logits": logits, "coarse_vectors": coarse_vectors, "fine_vectors": fine_vectors,
                 "refined_grid": refined}
+
+    def fine_vectors(self, images, locations, training=False):
+        """The fine tower's vectors `[batch, k, D]` at `locations` `[batch, k, 2]`."""
+        if self.tile_gather is not None:
+            windows, pick = self.tile_gather(images, locations)
+            out = self.fine(windows, training=training)
+            return tf.gather(tf.reshape(out, [-1, out.shape[-1]]), pick)
+        patches = self.patch_gather(images, locations)  # [B, k, ph, pw, C]
+        batch = tf.shape(patches)[0]
+        patches = tf.reshape(patches, [-1, *patches.shape[2:]])
+        # One fine-tower call for all batch * k patches.
+        k = locations.shape[1] if locations.shape[1] is not None else tf.shape(locations)[1]
+        return tf.reshape(self.fine(patches, training=training), [batch, k, -1])
 
     def _refine_unsure(self, images):
         # Inference with `exit_threshold`: the coarse answer decides who exits
@@ -391,7 +418,8 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             image_shape=self.image_shape, num_patches=self.num_patches, hint_weight=self.hint_weight,
             coarse_weight=self.coarse_weight, patch_size=self.patch_size,
             patch_offset=self.patch_offset, gather=self.gather, top_pass=self.top_pass,
-            exit_threshold=self.exit_threshold, saliency=self.saliency, dtype=self.dtype_policy)
+            fine_tile=self.fine_tile, exit_threshold=self.exit_threshold, saliency=self.saliency,
+            dtype=self.dtype_policy)
         unknown = sorted(set(changes) - set(settings))
         if unknown:
             raise ValueError(f"with_settings() cannot change {unknown}; it changes: {sorted(settings)}.")
@@ -423,6 +451,7 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             patch_offset=self.patch_offset,
             gather=self.gather,
             top_pass=self.top_pass,
+            fine_tile=self.fine_tile,
             exit_threshold=self.exit_threshold,
             saliency=self.saliency,
             class_names=None if self.class_names is None else list(self.class_names),

@@ -117,7 +117,7 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
                   train_batch=64, warmup=5, repeats=30, xla=True, seed=0, gather="index",
                   top_pass="incremental", breakdown=False, batch_splits=1, dtype_policy="float32",
                   layer_times=False, floor=False, litert=False, saliency="entropy_gradient", weights=None,
-                  requests=None, canvas_size=None, mnist_dir=None, log=print):
+                  requests=None, canvas_size=None, mnist_dir=None, fine_tile=None, log=print):
     """Measures every model of `preset` in this process; returns a dict.
 
     With `canvas_size`, the preset's models take square images of that side
@@ -154,6 +154,10 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     their mean (`results["requests"]`; the DCNs' share of those images
     refined in `results["refined_share"]`, by batch size). With `mnist_dir`
     (MNIST's IDX files), those canvases are of MNIST's official test digits.
+    The DCNs run their fine tower per `fine_tile` x `fine_tile` block (see
+    `DynamicCapacityNetwork`; None: the preset's own); with blocks, their
+    multiply-adds count the mean windows per image of the largest batch
+    (`results["fine_windows_per_image"]`).
     """
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
         raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
@@ -164,7 +168,7 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
                        top_pass, breakdown, batch_splits, layer_times, floor, litert, saliency, weights,
-                       requests, canvas_size, mnist_dir, log)
+                       requests, canvas_size, mnist_dir, fine_tile, log)
     results["dtype_policy"] = dtype_policy
     return results
 
@@ -192,8 +196,17 @@ def _test_canvases(image_shape, count, mnist_dir=None):
     return canvases[:count].astype(np.float32) / 255.0
 
 
+def _windows_per_image(dcn, batches):
+    # The mean fine-tower windows per image of a tiled DCN on `batches` (None: patch by patch).
+    if dcn.tile_gather is None:
+        return None
+    counts = [dcn.tile_gather(x, dcn.forward(x)["locations"])[0].shape[0] / x.shape[0] for x in batches]
+    return float(np.mean(counts))
+
+
 def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather, top_pass, breakdown,
-         batch_splits, layer_times, floor, litert, saliency, weights, requests, canvas_size, mnist_dir, log):
+         batch_splits, layer_times, floor, litert, saliency, weights, requests, canvas_size, mnist_dir, fine_tile,
+         log):
     keras.utils.set_random_seed(seed)
     base = DynamicCapacityNetwork.from_preset(preset, weights=weights)
     if canvas_size is not None:
@@ -202,15 +215,16 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
     exit_threshold = base.exit_threshold if weights is not None else None
     dcns = {k: DynamicCapacityNetwork(
         coarse=base.coarse, fine=base.fine, top=base.top, image_shape=base.image_shape,
-        num_patches=k, gather=gather, top_pass=top_pass, saliency=saliency, exit_threshold=exit_threshold)
+        num_patches=k, gather=gather, top_pass=top_pass, saliency=saliency, exit_threshold=exit_threshold,
+        fine_tile=base.fine_tile if fine_tile is None else fine_tile)
         for k in ks}
+    tiled = sorted({m.fine_tile for m in dcns.values() if m.tile_gather is not None})
+    if floor and batch_splits > 1 and tiled:
+        raise ValueError(f"--floor with --batch_splits={batch_splits} slices the fine tower's patches by image; "
+                         f"the DCNs' fine-tower windows (fine_tile={tiled[0]}) are not per image. Pass --fine_tile=1.")
     fine_model, coarse_model = base.fine_only_model(), base.coarse_only_model()
     models = {"coarse": coarse_model, "fine": fine_model}
     models.update({f"dcn_k{k}": m for k, m in dcns.items()})
-    base_macs = model_macs(base)
-    macs = {"coarse": base_macs["coarse"], "fine": base_macs["fine"]}
-    macs.update({f"dcn_k{k}": model_macs(m)["dcn"] for k, m in dcns.items()})
-
     rng = np.random.default_rng(seed)
     threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
@@ -225,13 +239,19 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         canvases = _test_canvases(base.image_shape, max(b * n for b, n in counts.items()), mnist_dir)
         groups = {b: [tf.constant(canvases[i * b:(i + 1) * b]) for i in range(n)] for b, n in counts.items()}
     inputs = {batch: group[0] for batch, group in groups.items()}
+    windows = {f"dcn_k{k}": _windows_per_image(m, groups[max(batch_sizes)]) for k, m in dcns.items()}
+    base_macs = model_macs(base)
+    macs = {"coarse": base_macs["coarse"], "fine": base_macs["fine"]}
+    macs.update({f"dcn_k{k}": model_macs(m, windows[f"dcn_k{k}"])["dcn"] for k, m in dcns.items()})
     results = {"preset": preset, "image_shape": list(base.image_shape), "gather": gather, "top_pass": top_pass, "saliency": saliency,
                "weights": weights, "test_digits": ("MNIST test" if mnist_dir else "embedded") if weights else None,
                "exit_threshold": exit_threshold, "requests": requests if weights is not None else None,
                "macs_per_image": macs,
                "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
-               "batch_splits": batch_splits, "floor": {}}
+               "batch_splits": batch_splits, "floor": {},
+               "fine_tile": {name: m.fine_tile for name, m in zip(windows, dcns.values())},
+               "fine_windows_per_image": windows}
     calls = {batch: {} for batch in batch_sizes}
 
     def add(batch, key, fn, numpy=False):

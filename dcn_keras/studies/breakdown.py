@@ -17,7 +17,8 @@ def time_parts(dcn, images, warmup=5, repeats=30):
     """Milliseconds of each stage of a DCN's inference, each timed alone.
 
     Stages: `coarse` tower, `saliency` (top forward and backward),
-    `top_k`, patch `gather`, `fine` tower on all patches, `scatter` (the
+    `top_k`, patch `gather`, `fine` tower on all patches (or, with
+    `fine_tile` > 1, the windows of `TileGather`), `scatter` (the
     full top pass only: an incremental one builds no refined grid), and
     the refined `top` pass; `whole` is the full pass. Separate calls add a
     little per-call overhead, so the stages sum to somewhat more than `whole`.
@@ -31,7 +32,7 @@ def time_parts(dcn, images, warmup=5, repeats=30):
         "coarse": (lambda x: dcn.coarse(x), (images,)),
         "saliency": (lambda g: dcn.saliency_layer(g, top=dcn.top)["saliency"], (grid,)),
         "top_k": (lambda s: tf.math.top_k(s, dcn.num_patches).indices, (cells,)),
-        "gather": (lambda x, l: dcn.patch_gather(x, l), (images, locations)),
+        "gather": (_gather(dcn), (images, locations)),
         "fine": (lambda p: dcn.fine(p), (patches,)),
         "scatter": (lambda g, l, v: dcn.cell_scatter(g, l, v), (grid, locations, out["fine_vectors"])),
         "top": (lambda g: dcn.top(g), (out["refined_grid"],)),
@@ -81,6 +82,8 @@ def convolution_floor(dcn, images):
 
     out = dcn.forward(images)
     patches = dcn.patch_gather(images, out["locations"])  # [batch, k, ph, pw, C]
+    if dcn.tile_gather is not None:  # Not batch-major: `floor_fn` refuses to slice it.
+        patches = _fine_tower_input(dcn, images, out["locations"])
     # The backward convolution's input is the entropy's gradient at the
     # pre-activations; a convolution's time does not depend on the values,
     # so the pre-activations themselves stand in for it.
@@ -92,7 +95,7 @@ def convolution_floor(dcn, images):
         with tf.control_dependencies(done[-1:]):
             done.append(phase_products(dy, phased_kernel))
         with tf.control_dependencies(done[-1:]):
-            done.append(dcn.fine(tf.reshape(p, [-1, *p.shape[2:]])))
+            done.append(dcn.fine(tf.reshape(p, [-1, *p.shape[-3:]])))
         if dcn.incremental_top is None:
             with tf.control_dependencies(done[-1:]):
                 done.append(top_convolution(grid))
@@ -101,8 +104,17 @@ def convolution_floor(dcn, images):
     return fn, (images, gradient_shaped, patches)
 
 
+def _gather(dcn):
+    # The DCN's cut of the fine tower's input: patches, or windows of blocks.
+    if dcn.tile_gather is not None:
+        return lambda x, locations: dcn.tile_gather(x, locations)[0]
+    return dcn.patch_gather
+
+
 def _fine_tower_input(dcn, images, locations):
-    # The batch * k patches of one fine-tower call, as the DCN's forward pass makes them.
+    # The patches (or windows) of one fine-tower call, as the DCN's forward pass makes them.
+    if dcn.tile_gather is not None:
+        return dcn.tile_gather(images, locations)[0]
     patches = dcn.patch_gather(images, locations)
     return tf.reshape(patches, [-1, *patches.shape[2:]])
 
@@ -172,7 +184,8 @@ def layer_breakdown(base, dcns, images, warmup, repeats):
 
     Returns:
         dict, network label -> `time_layers` result: the coarse tower on the
-        images, the fine tower on each DCN's `batch * k` patches and on the
+        images, the fine tower on each DCN's `batch * k` patches (or its
+        blocks' windows, `fine_tile` > 1) and on the
         zero-padded whole images (the fine model's tower), and the top
         network on the coarse grids.
     """
@@ -182,8 +195,9 @@ def layer_breakdown(base, dcns, images, warmup, repeats):
     times = {f"coarse tower, {batch} images": time_layers(base.coarse, images, warmup, repeats)}
     for k, dcn in dcns.items():
         patches = _fine_tower_input(dcn, images, dcn.forward(images)["locations"])
-        times[f"fine tower, {batch * k} patches (k={k})"] = time_layers(
-            base.fine, patches, warmup, repeats)
+        cut = (f"{patches.shape[0]} windows of {dcn.fine_tile}x{dcn.fine_tile} cells" if dcn.tile_gather is not None
+               else f"{batch * k} patches")
+        times[f"fine tower, {cut} (k={k})"] = time_layers(base.fine, patches, warmup, repeats)
     times[f"fine tower, {batch} whole images"] = time_layers(base.fine, padded, warmup, repeats)
     times[f"top, {batch} grids"] = time_layers(base.top, grid, warmup, repeats)
     return times

@@ -57,7 +57,7 @@ def count_macs(model, input_shape):
     return total
 
 
-def model_macs(dcn):
+def model_macs(dcn, windows_per_image=None):
     """Multiply-adds per image of the coarse model, the fine model and the DCN.
 
     The DCN runs the top network two times' worth, the coarse pass and the
@@ -66,7 +66,10 @@ def model_macs(dcn):
     and the window sums, `_cam_macs`), plus the fine tower on `k` patches and the refined
     pass: the whole top network again, or with an incremental top pass
     (`IncrementalTop`) the first convolution's taps that reach each of the
-    `k` refined cells and the rest of the top network.
+    `k` refined cells and the rest of the top network. A DCN with
+    `fine_tile` > 1 runs the fine tower on a varying number of windows
+    (`TileGather`): pass their mean `windows_per_image` (on the images
+    timed) to count those; without it the count is `k` patches, its bound.
     """
     g = dcn.geometry
     grid = (*g.grid_shape, dcn.coarse.outputs[0].shape[-1])
@@ -84,12 +87,16 @@ def model_macs(dcn):
     h, w, c = dcn.image_shape
     fine_whole = count_macs(dcn.fine, (h + pt + pb, w + pl + pr, c))
     fine_grid = dcn.fine.compute_output_shape((1, h + pt + pb, w + pl + pr, c))[1:]
+    fine_pass = dcn.num_patches * patch
+    tiles = getattr(dcn, "tile_gather", None)
+    if tiles is not None and windows_per_image is not None:
+        fine_pass = round(windows_per_image * count_macs(dcn.fine, (*tiles.window_size, dcn.image_shape[-1])))
     return {
         "coarse": coarse + top,
         "fine": fine_whole + count_macs(dcn.top, tuple(fine_grid)),
-        "dcn": coarse + top + saliency + refined + dcn.num_patches * patch,
+        "dcn": coarse + top + saliency + refined + fine_pass,
         "parts": {"coarse_tower": coarse, "top": top, "saliency": saliency, "refined_top": refined,
-                  "fine_patch": patch, "fine_whole": fine_whole},
+                  "fine_patch": patch, "fine_pass": fine_pass, "fine_whole": fine_whole},
     }
 
 

@@ -313,3 +313,40 @@ def test_a_top_that_cannot_be_split_takes_the_full_pass():
     assert model.top_pass == "incremental" and model.incremental_top is None
     out = model(random_images(2))
     assert out["probabilities"].shape == (2, 10)
+
+
+def test_a_fine_pass_per_block_gives_the_patch_by_patch_outputs_and_trains():
+    keras.utils.set_random_seed(0)
+    patches = dcn_keras.DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(96, 96, 3),
+                                                           num_patches=24, fine_tile=1)
+    _random_biases(patches)
+    images = tf.constant(random_images(3, (96, 96, 3), seed=5))
+    expected = tf.function(patches)(images)
+    for tile in (2, 4):
+        tiled = patches.with_settings(fine_tile=tile)
+        assert tiled.fine_tile == tile and tiled.tile_gather.tile == tile
+        got = tf.function(tiled)(images)
+        np.testing.assert_array_equal(got["locations"], expected["locations"])
+        for x, y in zip(tf.nest.flatten(got["probabilities"]), tf.nest.flatten(expected["probabilities"])):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # Training takes the same path: the fine tower's gradients flow through the blocks.
+    tiled = patches.with_settings(fine_tile=3)
+    tiled.compile(optimizer="adam")
+    labels = {"length": np.array([1, 2, 3]), **{f"digit_{i}": np.array([i, 10, 10]) for i in range(1, 6)}}
+    before = [v.numpy().copy() for v in tiled.fine.trainable_variables]
+    tiled.fit(images, labels, epochs=1, batch_size=3, verbose=0)
+    assert all(not np.array_equal(a, v.numpy()) for a, v in zip(before, tiled.fine.trainable_variables))
+    again = dcn_keras.DynamicCapacityNetwork.from_config(tiled.get_config())
+    assert again.fine_tile == 3
+
+
+@pytest.mark.parametrize("fine_tile,message", [
+    (0, r"fine_tile=0 must be an int >= 1"),
+    (True, r"fine_tile=True must be an int >= 1"),
+    # Padded convolutions: a block's window is not its cells' patches (though its grid is 2x2).
+    (2, r"fine_tile=2 needs a fine tower of unpadded layers that maps a 18x18 window to a 2x2 grid "
+        r".* this one pads in fine_conv2, fine_conv3, fine_conv4"),
+])
+def test_a_fine_pass_per_block_needs_a_valid_tile_and_a_patch_exact_tower(fine_tile, message):
+    with pytest.raises(ValueError, match=message):
+        preset_model(fine_tile=fine_tile)

@@ -272,3 +272,25 @@ def test_export_from_serves_a_model_at_another_image_size(tmp_path):
                                atol=1e-5)
     with pytest.raises(ValueError, match="image_size=0 must be an integer >= 1"):
         export_from(str(tmp_path / "dcn.keras"), str(tmp_path / "out"), "m", image_size=0)
+
+
+def test_export_from_serves_a_fine_pass_per_block_with_the_patch_by_patch_outputs(tmp_path):
+    from dcn_keras.models import DynamicCapacityNetwork
+
+    keras.utils.set_random_seed(0)
+    source = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=12, fine_tile=1)
+    source.save(str(tmp_path / "dcn.keras"))
+    path = export_from(str(tmp_path / "dcn.keras"), str(tmp_path / "out"), "m", fine_tile=3)
+    loaded = tf.saved_model.load(path)
+    graph = loaded.signatures["serving_default"].graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+    assert "Unique" in ops  # The blocks' pass is what is served.
+    images = tf.constant(random_images(3, shape=(64, 64, 3), seed=2))
+    expected = source(images)["probabilities"]
+    for signature in ("serving_default", "serving_xla"):
+        served = loaded.signatures[signature](images=images)
+        for head, value in expected.items():
+            np.testing.assert_allclose(served[f"probabilities_{head}"], value, atol=1e-5)
+    preset_model(num_patches=4).save(str(tmp_path / "padded.keras"))
+    with pytest.raises(ValueError, match=r"fine_tile=2 needs a fine tower of unpadded layers"):
+        export_from(str(tmp_path / "padded.keras"), str(tmp_path / "out"), "p", fine_tile=2)

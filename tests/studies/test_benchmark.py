@@ -9,6 +9,7 @@ import pytest
 import dcn_keras
 from dcn_keras.studies import bench_report
 from dcn_keras.studies import benchmark
+from dcn_keras.studies import macs
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from tests.helpers import preset_model
@@ -160,6 +161,25 @@ def test_batch_splits_join_every_head_of_a_number_reader():
         assert set(split) == set(whole) and "digit_5" in split
         for head in whole:
             np.testing.assert_allclose(split[head], whole[head], rtol=1e-5, atol=1e-6)
+
+
+def test_a_dcn_with_a_fine_pass_per_block_counts_and_times_its_windows():
+    results = bench_report.summarize(benchmark.run_benchmark(
+        "svhn_reader", ks=(6,), batch_sizes=(2,), train_batch=2, warmup=1, repeats=1, xla=False, canvas_size=64,
+        fine_tile=2, breakdown=True, layer_times=True, floor=True, log=lambda *_: None))
+    assert results["fine_tile"] == {"dcn_k6": 2}
+    windows = results["fine_windows_per_image"]["dcn_k6"]
+    assert 6 / 4 <= windows <= 6  # At least k / 4 blocks of 2x2 cells, at most one per cell.
+    dcn = dcn_keras.DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=6)
+    assert results["macs_per_image"]["dcn_k6"] == macs.model_macs(dcn.with_settings(fine_tile=2), windows)["dcn"]
+    assert results["breakdown"]["dcn_k6/b2"]["fine"] > 0
+    assert any(label.startswith("fine tower, ") and "windows of 2x2 cells (k=6)" in label
+               for label in results["layer_times"])
+    untiled = benchmark.run_benchmark("svhn_reader", ks=(6,), batch_sizes=(2,), train_batch=2, warmup=1, repeats=1,
+                                      xla=False, canvas_size=64, fine_tile=1, log=lambda *_: None)
+    assert untiled["fine_windows_per_image"] == {"dcn_k6": None}
+    with pytest.raises(ValueError, match=r"--floor with --batch_splits=2 .* \(fine_tile=4\) .* Pass --fine_tile=1"):
+        benchmark.run_benchmark("svhn_reader", ks=(6,), batch_sizes=(2,), canvas_size=64, floor=True, batch_splits=2)
 
 
 def test_run_benchmark_builds_every_model_under_the_dtype_policy_and_restores_it():

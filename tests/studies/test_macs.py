@@ -1,3 +1,4 @@
+import dcn_keras
 from dcn_keras.studies import macs
 from tests.helpers import preset_model
 
@@ -12,7 +13,7 @@ def test_multiply_adds_match_a_hand_count_for_the_paper_preset():
     whole = (100 * 100 * 24 * 9 + 100 * 100 * 24 * 9 * 24 + 2 * 50 * 50 * 24 * 9 * 24
              + 23 * 23 * 24 * 9 * 24)
     assert counts["parts"] == {"coarse_tower": coarse, "top": top, "saliency": top, "refined_top": top,
-                              "fine_patch": patch, "fine_whole": whole}
+                              "fine_patch": patch, "fine_pass": 8 * patch, "fine_whole": whole}
     assert counts["dcn"] == coarse + 3 * top + 8 * patch == 22_980_396
     assert counts["fine"] == whole + top == 86_349_696
     assert round(counts["fine"] / counts["dcn"], 2) == 3.76
@@ -43,3 +44,17 @@ def test_multi_head_top_counts_every_head():
     model = DynamicCapacityNetwork.from_preset("svhn")
     top = macs.model_macs(model)["parts"]["top"]
     assert top == 6 * 6 * 96 * 9 * 48 + 96 * 192 + 192 * 6 + 5 * 192 * 11
+
+
+def test_a_fine_pass_per_block_counts_its_windows():
+    dcn = dcn_keras.DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(96, 96, 3), num_patches=24,
+                                                      fine_tile=3)
+    # The 22x22 window of a 3x3 block: valid 3x3 convolutions on 3 then 48
+    # channels, a 2x2 pool, a 3x3 one and a stride-2 3x3 one.
+    window = 20 * 20 * 48 * 9 * 3 + 18 * 18 * 48 * 9 * 48 + 7 * 7 * 48 * 9 * 48 + 3 * 3 * 48 * 9 * 48
+    patch = macs.model_macs(dcn)["parts"]["fine_patch"]
+    bound = macs.model_macs(dcn)  # No window count: k patches, the most it can cost.
+    assert bound["parts"]["fine_pass"] == 24 * patch
+    counted = macs.model_macs(dcn, windows_per_image=5.5)
+    assert counted["parts"]["fine_pass"] == round(5.5 * window)
+    assert counted["dcn"] - bound["dcn"] == round(5.5 * window) - 24 * patch
