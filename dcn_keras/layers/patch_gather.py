@@ -91,9 +91,8 @@ class PatchGather(keras.layers.Layer):
     def call(self, images, locations, batch_index=None):
         padded = self._pad(images)
         locations = tf.cast(locations, tf.int32)
-        if batch_index is None:
-            batch_index = tf.range(tf.shape(padded)[0])[:, None]  # [B, 1]: each row its image.
-        batch_index = tf.cast(batch_index, tf.int32)
+        if batch_index is not None:
+            batch_index = tf.cast(batch_index, tf.int32)
         # Corner of each window in padded coordinates.
         shift = [max(0, -o) + o for o in self.offset]
         corner = locations * self.strides + shift
@@ -110,6 +109,8 @@ class PatchGather(keras.layers.Layer):
         height, width = shape[1], shape[2]
         flat = tf.reshape(padded, [-1, padded.shape[-1]])
         window = tf.range(self.patch_size[0])[:, None] * width + tf.range(self.patch_size[1])
+        if batch_index is None:
+            batch_index = tf.range(shape[0])[:, None]  # [B, 1]: each row of locations its image.
         rows = corner[..., 0] + batch_index * height
         start = rows * width + corner[..., 1]  # [B, k]
         index = start[..., None, None] + window  # [B, k, ph, pw]
@@ -127,8 +128,10 @@ class PatchGather(keras.layers.Layer):
             rates=[1, 1, 1, 1],
             padding="VALID",
         )
-        batch_index = tf.broadcast_to(batch_index, tf.shape(locations)[:-1])
-        picked = tf.gather_nd(windows, tf.concat([batch_index[..., None], locations], axis=-1))
+        if batch_index is None:
+            picked = tf.gather_nd(windows, locations, batch_dims=1)  # [B, k, ph*pw*C]
+        else:
+            picked = tf.gather_nd(windows, tf.concat([batch_index[:, None], locations], axis=-1))
         shape = tf.concat(
             [tf.shape(locations)[:-1], [self.patch_size[0], self.patch_size[1], channels]],
             axis=0,

@@ -294,3 +294,19 @@ def test_export_from_serves_a_fine_pass_per_block_with_the_patch_by_patch_output
     preset_model(num_patches=4).save(str(tmp_path / "padded.keras"))
     with pytest.raises(ValueError, match=r"fine_tile=2 needs a fine tower of unpadded layers"):
         export_from(str(tmp_path / "padded.keras"), str(tmp_path / "out"), "p", fine_tile=2)
+
+
+def test_the_xla_signature_of_a_fine_pass_per_block_runs_patch_by_patch(tmp_path):
+    from dcn_keras.models import DynamicCapacityNetwork
+
+    keras.utils.set_random_seed(0)
+    model = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=12)
+    assert model.fine_tile == 4
+    loaded = tf.saved_model.load(export_model(model, str(tmp_path / "m" / "1")))
+
+    def ops(signature):
+        graph = loaded.signatures[signature].graph.as_graph_def()
+        return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+
+    assert "Unique" in ops("serving_default") and "Unique" not in ops("serving_xla")
+    assert saved_model_stored_values(str(tmp_path / "m" / "1")) == model.count_params()
