@@ -250,7 +250,7 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
                "inference": {}, "train_step": {},
                "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
                "batch_splits": batch_splits, "floor": {},
-               "fine_tile": {name: m.fine_tile for name, m in zip(windows, dcns.values())},
+               "fine_tile": {f"dcn_k{k}": m.fine_tile for k, m in dcns.items()},
                "fine_windows_per_image": windows}
     calls = {batch: {} for batch in batch_sizes}
 

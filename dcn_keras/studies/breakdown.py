@@ -81,9 +81,9 @@ def convolution_floor(dcn, images):
         return z + tf.cast(conv.bias, z.dtype) if conv.use_bias else z
 
     out = dcn.forward(images)
-    patches = dcn.patch_gather(images, out["locations"])  # [batch, k, ph, pw, C]
-    if dcn.tile_gather is not None:  # Not batch-major: `floor_fn` refuses to slice it.
-        patches = _fine_tower_input(dcn, images, out["locations"])
+    # Patches stay batch-major ([batch, k, ph, pw, C]) so `floor_fn` can slice
+    # them; a tiled DCN's windows are not per image (`floor_fn` refuses to slice).
+    patches = _gather(dcn)(images, out["locations"])
     # The backward convolution's input is the entropy's gradient at the
     # pre-activations; a convolution's time does not depend on the values,
     # so the pre-activations themselves stand in for it.
@@ -113,10 +113,8 @@ def _gather(dcn):
 
 def _fine_tower_input(dcn, images, locations):
     # The patches (or windows) of one fine-tower call, as the DCN's forward pass makes them.
-    if dcn.tile_gather is not None:
-        return dcn.tile_gather(images, locations)[0]
-    patches = dcn.patch_gather(images, locations)
-    return tf.reshape(patches, [-1, *patches.shape[2:]])
+    cut = _gather(dcn)(images, locations)
+    return tf.reshape(cut, [-1, *cut.shape[-3:]])
 
 
 def _one_number(outputs):
