@@ -1,9 +1,12 @@
 """Loads a registered dataset split as a `tf.data.Dataset` of (image, label)."""
 
 
+from tensorflow_datasets import decode as tfds_decode
+
 from dcn_keras.backend import tf
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import image_folder
+from dcn_keras.datasets import megapixel_mnist
 from dcn_keras.datasets import mnist_numbers
 from dcn_keras.datasets import number_labels
 from dcn_keras.datasets import svhn_multi_digit
@@ -13,20 +16,68 @@ from dcn_keras.datasets.dataset_info import DatasetInfo
 _TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "test"}
 
 
+def _indexed(arrays, decode):
+    """`(records, decode)` over in-memory arrays: the records are indices, `decode` gathers and converts.
+
+    Shuffling indices rather than images keeps a shuffle buffer small, and
+    orders a split exactly as shuffling its elements would (a `tf.data`
+    shuffle's order depends on the element count and seed alone).
+    """
+    arrays = tf.nest.map_structure(tf.constant, arrays)
+    count = len(tf.nest.flatten(arrays)[0])
+
+    def gather_and_decode(i):
+        return decode(*tf.nest.map_structure(lambda a: tf.gather(a, i), arrays))
+
+    return tf.data.Dataset.range(count), gather_and_decode
+
+
+def _scaled(image, label):
+    return tf.cast(image, tf.float32) / 255.0, label
+
+
+def _scaled_rgb(image, label):
+    # Three equal channels: the svhn towers' input.
+    return tf.image.grayscale_to_rgb(tf.cast(image, tf.float32) / 255.0), label
+
+
 def _cluttered_mnist(split, data_dir=None, seed=0, training=False, digits="auto",
                      examples_per_digit=1, canvas_size=None, num_distractors=None, mnist_dir=None):
     canvases, labels, corners, index, images, source = cluttered_mnist.split_canvases(
         split, digits, data_dir, seed, examples_per_digit, canvas_size, num_distractors, mnist_dir)
-    dataset = tf.data.Dataset.from_tensor_slices((canvases, labels)).map(
-        lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    records, decode = _indexed((canvases, labels), _scaled)
     info = DatasetInfo(
         name="cluttered_mnist", split=split, image_shape=canvases.shape[1:],
         num_examples=len(canvases), preset="cluttered_mnist",
         source=f"{source} MNIST digits ({len(images)} in {split})",
         class_names=tuple(str(d) for d in range(10)),
         object_boxes=cluttered_mnist.ink_boxes(images, corners, index))
-    return dataset, info
+    return records, decode, info
+
+
+def _megapixel_mnist(split, data_dir=None, seed=0, training=False, digits="auto", canvas_size=None,
+                     num_noise=None, mnist_dir=None, num_canvases=None):
+    described, images, source = megapixel_mnist.split_descriptions(
+        split, digits, data_dir, seed, canvas_size, num_noise, mnist_dir, num_canvases)
+    draw = megapixel_mnist.canvas_drawer(images, described.canvas_size)
+    # Descriptions, a few dozen numbers a canvas, are what is held and
+    # shuffled; a canvas is drawn when the pipeline reads it.
+    records = tf.data.Dataset.from_tensor_slices(
+        (described.digit_index, described.digit_corners, described.noise_index, described.noise_corners,
+         described.labels))
+    size = described.canvas_size
+
+    def decode(digit_index, digit_corners, noise_index, noise_corners, label):
+        return draw(digit_index, digit_corners, noise_index, noise_corners), label
+
+    info = DatasetInfo(
+        name="megapixel_mnist", split=split, image_shape=(size, size, 1), num_examples=len(described),
+        preset="megapixel_mnist",
+        source=f"{source} MNIST digits ({len(images)} in {split}), {size}x{size} canvases with "
+               f"{described.noise_index.shape[1]} noise blocks",
+        class_names=tuple(str(d) for d in range(10)),
+        object_boxes=megapixel_mnist.digit_boxes(described, images))
+    return records, decode, info
 
 
 def _mnist_numbers(split, data_dir=None, seed=0, training=False, digits="auto", examples_per_digit=None,
@@ -34,10 +85,7 @@ def _mnist_numbers(split, data_dir=None, seed=0, training=False, digits="auto", 
     images, labels, boxes, source = mnist_numbers.split_numbers(
         split, digits, data_dir, seed, examples_per_digit, image_size=canvas_size or 64, max_digits=max_digits,
         mnist_dir=mnist_dir, digit_scale=1.0)
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).map(
-        # Three equal channels: the svhn towers' input.
-        lambda x, y: (tf.image.grayscale_to_rgb(tf.cast(x, tf.float32) / 255.0), y),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    records, decode = _indexed((images, labels), _scaled_rgb)
     size = images.shape[1]
     info = DatasetInfo(
         name="mnist_numbers", split=split, image_shape=(size, size, 3), num_examples=len(images),
@@ -46,7 +94,7 @@ def _mnist_numbers(split, data_dir=None, seed=0, training=False, digits="auto", 
         # svhn top's global pool: docs/results.md).
         preset="svhn_positional", source=f"numbers of 1-{max_digits} {source} MNIST digits ({split} digits)",
         object_boxes=boxes)
-    return dataset, info
+    return records, decode, info
 
 
 def _svhn(split, data_dir=None, seed=0, training=False, crop="whole"):
@@ -54,32 +102,30 @@ def _svhn(split, data_dir=None, seed=0, training=False, crop="whole"):
         raise ValueError(f"Unknown SVHN crop {crop!r}; expected 'whole' or 'goodfellow'.")
     builder = svhn_multi_digit.SvhnMultiDigit(data_dir=data_dir)
     builder.download_and_prepare()
-    dataset = builder.as_dataset(split=_TFDS_SPLITS[split])
+    # Encoded images are what is shuffled; they are decoded after.
+    records = builder.as_dataset(split=_TFDS_SPLITS[split], decoders={"image": tfds_decode.SkipDecoding()})
     # As Goodfellow et al.: numbers longer than five digits are left out.
-    dataset = dataset.filter(lambda ex: tf.shape(ex["digits"])[0] <= number_labels.MAX_DIGITS)
-    dataset = dataset.enumerate().map(
-        lambda i, ex: svhn_multi_digit.preprocess(ex, crop, training, tf.stack([tf.cast(seed, tf.int64), i])),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    records = records.filter(lambda ex: tf.shape(ex["digits"])[0] <= number_labels.MAX_DIGITS).enumerate()
+
+    def decode(i, example):
+        example = dict(example, image=tf.io.decode_png(example["image"], channels=3))
+        return svhn_multi_digit.preprocess(example, crop, training, tf.stack([tf.cast(seed, tf.int64), i]))
+
     info = DatasetInfo(
         name="svhn", split=split, image_shape=svhn_multi_digit.image_shape(crop),
         num_examples=builder.info.splits[_TFDS_SPLITS[split]].num_examples, preset="svhn",
         source=f"SVHN format 1 ({crop} images) in {builder.data_dir}")
-    return dataset, info
+    return records, decode, info
 
 
 def _svhn_cropped(split, data_dir=None, seed=0, training=False):
-    import tensorflow_datasets as tfds
-
-    dataset = tfds.load("svhn_cropped", split=_TFDS_SPLITS[split], data_dir=data_dir)
-    dataset = dataset.map(
-        lambda ex: (tf.cast(ex["image"], tf.float32) / 255.0, ex["label"]),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    records, decode, details = image_folder.tfds_split("svhn_cropped", split, data_dir=data_dir,
+                                                       splits=_TFDS_SPLITS)
     info = DatasetInfo(
-        name="svhn_cropped", split=split, image_shape=(32, 32, 3),
-        num_examples=int(dataset.cardinality()),
+        name="svhn_cropped", split=split, image_shape=(32, 32, 3), num_examples=details["num_examples"],
         preset="svhn_cropped", source="TFDS svhn_cropped (32x32 single digits)",
         class_names=tuple(str(d) for d in range(10)))
-    return dataset, info
+    return records, decode, info
 
 
 def _info(name, split, details):
@@ -89,18 +135,23 @@ def _info(name, split, details):
 
 
 def _folder(split, data_dir=None, seed=0, training=False, image_size=None):
-    dataset, details = image_folder.folder_split(split, data_dir, seed, training, image_size)
-    return dataset, _info("folder", split, details)
+    records, decode, details = image_folder.folder_split(split, data_dir, seed, training, image_size)
+    return records, decode, _info("folder", split, details)
 
 
 DATASETS = {
     "cluttered_mnist": _cluttered_mnist,
+    "megapixel_mnist": _megapixel_mnist,
     "mnist_numbers": _mnist_numbers,
     "svhn": _svhn,
     "svhn_cropped": _svhn_cropped,
     "folder": _folder,
 }
 TFDS_PREFIX = "tfds:"  # `tfds:NAME`: any TFDS image-classification dataset.
+# Records (indices, file names, canvas descriptions, encoded images) held by
+# a training shuffle. 10,000 as when decoded images were shuffled, so a
+# split's training order is the one it always had.
+SHUFFLE_BUFFER = 10_000
 
 
 def check_dataset_name(name):
@@ -111,12 +162,19 @@ def check_dataset_name(name):
                      f"or {TFDS_PREFIX}NAME for a TFDS image-classification dataset.")
 
 
-def load_dataset(name, split, **options):
+def load_dataset(name, split, shuffle_seed=None, **options):
     """Returns `(dataset, info)`: unbatched float32 images in [0, 1] and labels.
 
+    Images are decoded (or drawn) after any shuffle, from cheap records
+    (indices into a split's arrays, file names, canvas descriptions, encoded
+    images), so memory does not grow with the images.
+
     Args:
-        name: str, a key of `DATASETS`.
+        name: str, a key of `DATASETS`, or `tfds:NAME`.
         split: str, `"train"`, `"validation"` or `"test"`.
+        shuffle_seed: int or None. None (default): the split once, in its
+            order. An int: an endless stream, reshuffled each pass from this
+            seed (`SHUFFLE_BUFFER` records), as training reads it.
         **options: the dataset's own options (`data_dir`, `seed`,
             `training`, and e.g. `digits` for cluttered MNIST).
     """
@@ -125,9 +183,25 @@ def load_dataset(name, split, **options):
         raise ValueError(f"Unknown split {split!r}; expected one of {cluttered_mnist.SPLITS}.")
     if name.startswith(TFDS_PREFIX):
         options = {k: v for k, v in options.items() if k in ("data_dir", "image_size")}
-        dataset, details = image_folder.tfds_split(name[len(TFDS_PREFIX):], split, **options)
-        return dataset, _info(name, split, details)
-    return DATASETS[name](split, **options)
+        records, decode, details = image_folder.tfds_split(name[len(TFDS_PREFIX):], split, **options)
+        info = _info(name, split, details)
+    else:
+        records, decode, info = DATASETS[name](split, **options)
+    if shuffle_seed is not None:
+        records = records.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True).repeat()
+    dataset = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if len(dataset.element_spec) == 3:
+        # `(image, label, readable)`: a reader that skips what fails to decode.
+        dataset = dataset.filter(_readable).map(_image_and_label)
+    return dataset, info
 
 
-__all__ = ["DATASETS", "TFDS_PREFIX", "check_dataset_name", "load_dataset"]
+def _readable(image, label, readable):
+    return readable
+
+
+def _image_and_label(image, label, readable):
+    return image, label
+
+
+__all__ = ["DATASETS", "SHUFFLE_BUFFER", "TFDS_PREFIX", "check_dataset_name", "load_dataset"]

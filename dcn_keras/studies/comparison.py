@@ -19,7 +19,7 @@ from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.studies.macs import model_macs
 from dcn_keras.studies.timing import median_seconds
 from dcn_keras.training import dataset_options
-from dcn_keras.training.train_config import MNIST_DATASETS
+from dcn_keras.training.train_config import PER_DIGIT_DATASETS
 from dcn_keras.training import dcn_for
 from dcn_keras.workflows import train_and_export
 
@@ -139,9 +139,9 @@ def run_comparison(base, out_dir, runs=tuple(RUNS), picture=None, reuse=True,
     if paired:
         options = dataset_options(base, training=False)
         if test_examples_per_digit is not None:
-            if base.dataset not in MNIST_DATASETS:
+            if base.dataset not in PER_DIGIT_DATASETS:
                 raise ValueError(f"test_examples_per_digit={test_examples_per_digit} applies to "
-                                 f"{' and '.join(MNIST_DATASETS)} only, not {base.dataset!r}.")
+                                 f"{' and '.join(PER_DIGIT_DATASETS)} only, not {base.dataset!r}.")
             cluttered_mnist.check_examples_per_digit(test_examples_per_digit, "test_examples_per_digit")
             options["examples_per_digit"] = test_examples_per_digit
         # Every run is scored on the same examples: made once here.

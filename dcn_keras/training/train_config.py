@@ -8,19 +8,29 @@ from dcn_keras.datasets import check_dataset_name
 from dcn_keras.datasets.image_folder import parse_image_size
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
+from dcn_keras.datasets.megapixel_mnist import MIN_CANVAS as MEGAPIXEL_MIN_CANVAS
 from dcn_keras.datasets.number_labels import check_max_digits
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.models.dynamic_capacity_network import SALIENCIES
 from dcn_keras.models.loading import DTYPE_POLICIES
 
 MODELS = ("dcn", "fine", "coarse")
-MNIST_DATASETS = ("cluttered_mnist", "mnist_numbers")  # Made of MNIST digits: --digits, --mnist_dir.
+# Made of MNIST digits: --digits, --mnist_dir.
+MNIST_DATASETS = ("cluttered_mnist", "megapixel_mnist", "mnist_numbers")
+# Made a given number of times per digit (--examples_per_digit): test sets of any size.
+PER_DIGIT_DATASETS = ("cluttered_mnist", "mnist_numbers")
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-# The smallest canvas each generated dataset can take: a 28-pixel digit; the
-# 64-pixel recipe of the numbers.
-MIN_CANVAS = {"cluttered_mnist": 28, "mnist_numbers": 64}
+# The smallest canvas each generated dataset can take: a 28-pixel digit; five
+# of them side by side; the 64-pixel recipe of the numbers.
+MIN_CANVAS = {"cluttered_mnist": 28, "megapixel_mnist": MEGAPIXEL_MIN_CANVAS, "mnist_numbers": 64}
 FREEZABLE = ("coarse", "fine", "top")  # The sub-networks `init_from` copies.
+
+
+def listed(names):
+    """`"a, b and c"`: names for a message."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _check_choice(name, value, allowed):
@@ -33,7 +43,7 @@ def check_canvas_size(dataset, canvas_size):
     if canvas_size is None:
         return
     if dataset not in MIN_CANVAS:
-        raise ValueError(f"--canvas_size={canvas_size} applies to {' and '.join(MIN_CANVAS)} only, "
+        raise ValueError(f"--canvas_size={canvas_size} applies to {listed(MIN_CANVAS)} only, "
                          f"not --dataset={dataset}.")
     _check_number("canvas_size", canvas_size, MIN_CANVAS[dataset], integer=True)
 
@@ -107,10 +117,16 @@ class TrainConfig:
             `"float32"` (default), `"mixed_float16"` (with loss scaling) or
             `"mixed_bfloat16"`; variables, entropy, saliency and losses stay
             float32.
-        canvas_size: int or None, `cluttered_mnist` and `mnist_numbers`
-            only: the canvas side in pixels, the digits keeping their size
-            and the clutter its density (None: 100 and 64, the recorded
-            results' sizes). At least `MIN_CANVAS[dataset]`.
+        canvas_size: int or None, the generated datasets only
+            (`MIN_CANVAS`): the canvas side in pixels, the digits keeping
+            their size and the clutter its density (None: 100, 1500 and 64
+            for `cluttered_mnist`, `megapixel_mnist` and `mnist_numbers`).
+            At least `MIN_CANVAS[dataset]`.
+        num_noise: int or None, `megapixel_mnist` only: noise blocks per
+            canvas (None: 50 per 1500 x 1500 pixels).
+        num_canvases: int or None, `megapixel_mnist` only: training canvases
+            (None: the benchmark's 5,000); more recombine the same training
+            digits into new canvases. Validation and test keep 1,000 each.
         image_size: str or None, `--dataset=folder` and `tfds:NAME` only:
             `"N"` or `"HxW"`, the size images are scaled to fit (aspect kept,
             zero-padded); None: a folder's most common size, a TFDS
@@ -146,6 +162,8 @@ class TrainConfig:
     dtype_policy: str = "float32"
     image_size: Optional[str] = None
     canvas_size: Optional[int] = None
+    num_noise: Optional[int] = None
+    num_canvases: Optional[int] = None
 
     @property
     def own_images(self):
@@ -169,9 +187,15 @@ class TrainConfig:
         _check_choice("digits", self.digits, DIGIT_SOURCES)
         check_mnist_dir(self.digits, self.mnist_dir)
         if self.mnist_dir and self.dataset not in MNIST_DATASETS:
-            raise ValueError(f"--mnist_dir={self.mnist_dir} applies to {' and '.join(MNIST_DATASETS)} only, "
+            raise ValueError(f"--mnist_dir={self.mnist_dir} applies to {listed(MNIST_DATASETS)} only, "
                              f"not --dataset={self.dataset}.")
         check_canvas_size(self.dataset, self.canvas_size)
+        _check_number("num_noise", self.num_noise, 0, optional=True, integer=True)
+        _check_number("num_canvases", self.num_canvases, 1, optional=True, integer=True)
+        for name in ("num_noise", "num_canvases"):
+            if getattr(self, name) is not None and self.dataset != "megapixel_mnist":
+                raise ValueError(f"--{name}={getattr(self, name)} applies to megapixel_mnist only, "
+                                 f"not --dataset={self.dataset}.")
         check_max_digits(self.max_digits)
         if self.max_digits != 5 and self.dataset != "mnist_numbers":
             raise ValueError(f"--max_digits={self.max_digits} applies to mnist_numbers only, "

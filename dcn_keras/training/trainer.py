@@ -1,9 +1,11 @@
 """Trains, evaluates and exports a DCN (or a baseline) from a `TrainConfig`."""
 
+import contextlib
 import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -14,6 +16,7 @@ from dcn_keras.callbacks import PatchImageLogger
 from dcn_keras.callbacks import ResumableCheckpoint
 from dcn_keras.callbacks import latest_checkpoint
 from dcn_keras.datasets import load_dataset
+from dcn_keras.datasets.image_folder import read_failures
 from dcn_keras.io_utils import save_keras_atomically
 from dcn_keras.io_utils import write_json_atomically
 from dcn_keras.models import DynamicCapacityNetwork
@@ -65,6 +68,10 @@ def dataset_options(config, training):
     if config.dataset == "cluttered_mnist":
         options.update(digits=config.digits, mnist_dir=config.mnist_dir,
                        examples_per_digit=config.examples_per_digit if training else 1)
+    elif config.dataset == "megapixel_mnist":
+        # A fixed number of canvases per split, as the benchmark defines them.
+        options.update(digits=config.digits, mnist_dir=config.mnist_dir, num_noise=config.num_noise,
+                       num_canvases=config.num_canvases if training else None)
     elif config.dataset == "mnist_numbers":
         # Evaluation splits: the loader's default, at least 5,000 numbers.
         options.update(digits=config.digits, mnist_dir=config.mnist_dir, max_digits=config.max_digits,
@@ -77,14 +84,13 @@ def dataset_options(config, training):
 
 
 def _batched(dataset, config, training, skip_steps=0):
-    """Batches of `dataset`; for training, one endless seeded stream from its `skip_steps`-th batch.
+    """Batches of `dataset`; for training (an endless seeded stream), from its `skip_steps`-th batch.
 
-    The training stream is a function of the seed alone and epochs are
-    spans of it, so a resumed run skips the batches it had trained on and
-    sees exactly what an uninterrupted run would.
+    The training stream (`load_dataset(..., shuffle_seed=config.seed)`) is
+    a function of the seed alone and epochs are spans of it, so a resumed
+    run skips the batches it had trained on and sees exactly what an
+    uninterrupted run would.
     """
-    if training:
-        dataset = dataset.shuffle(10_000, seed=config.seed, reshuffle_each_iteration=True).repeat()
     # Equal per-replica batches: the loss scaling assumes them.
     dataset = dataset.batch(config.batch_size, drop_remainder=training)
     if skip_steps:
@@ -92,6 +98,19 @@ def _batched(dataset, config, training, skip_steps=0):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+@contextlib.contextmanager
+def _no_ran_out_warning():
+    """Silences Keras's "Your input ran out of data" for the evaluation splits.
+
+    A split that skips unreadable files has no known length, so Keras reads
+    it to its end and then warns as if training had run short; the training
+    stream is endless, so the warning never means that here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
 
 
 def progress_verbosity(verbose, stream=None):
@@ -236,7 +255,8 @@ def train(config, callbacks=(), print_fn=print, export=None):
     model_dir = config.model_dir if is_chief else os.path.join(config.model_dir, "workers", worker)
     os.makedirs(model_dir, exist_ok=True)
 
-    train_data, info = load_dataset(config.dataset, "train", **dataset_options(config, True))
+    train_data, info = load_dataset(config.dataset, "train", shuffle_seed=config.seed,
+                                    **dataset_options(config, True))
     val_data, _ = load_dataset(config.dataset, "validation", **dataset_options(config, False))
     test_data, test_info = load_dataset(config.dataset, "test", **dataset_options(config, False))
     print_fn(f"dcn_train: {config.dataset} from {info.source}; {info.num_examples} training images")
@@ -275,17 +295,22 @@ def train(config, callbacks=(), print_fn=print, export=None):
     with strategy.scope():
         first_epoch = _resume(model, checkpoint_dir, config, print_fn)
     start = time.perf_counter()
-    history = model.fit(
-        _batched(train_data, config, training=True, skip_steps=first_epoch * steps),
-        validation_data=_batched(val_data, config, training=False),
-        epochs=config.epochs,
-        initial_epoch=first_epoch,
-        steps_per_epoch=steps,
-        callbacks=all_callbacks + list(callbacks),
-        verbose=progress_verbosity(config.verbose),
-        shuffle=False,  # The dataset is shuffled above.
-    )
+    with _no_ran_out_warning():
+        history = model.fit(
+            _batched(train_data, config, training=True, skip_steps=first_epoch * steps),
+            validation_data=_batched(val_data, config, training=False),
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            callbacks=all_callbacks + list(callbacks),
+            verbose=progress_verbosity(config.verbose),
+            shuffle=False,  # The dataset is shuffled by load_dataset.
+        )
     fit_seconds = time.perf_counter() - start
+    failed = read_failures()
+    if failed:
+        print_fn(f"dcn_train: {len(failed)} file(s) passed the scan but failed to decode when read, and were "
+                 f"skipped: {', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}")
     if checkpoint.diverged:
         d = checkpoint.diverged
         where = f"epoch {d['epoch']}" + (f", batch {d['batch']} (loss {d['loss']})" if d["batch"] else "")
@@ -295,7 +320,8 @@ def train(config, callbacks=(), print_fn=print, export=None):
             f"after that; the last good state is {newest[1] if newest else 'none (no epoch finished)'}. "
             "Lower --learning_rate, or check the data for non-finite pixels.")
 
-    results = _errors(model, _batched(test_data, config, training=False), config)
+    with _no_ran_out_warning():
+        results = _errors(model, _batched(test_data, config, training=False), config)
     results = {k: round(v, 5) for k, v in results.items()}
     results.update(test_examples=test_info.num_examples, epochs_run=len(history.epoch),
                    fit_seconds=round(fit_seconds, 1),

@@ -113,7 +113,7 @@ def test_explicit_tfds_source_without_network_says_what_to_do(offline, tmp_path)
 
 
 def test_unknown_dataset_lists_valid_ones():
-    with pytest.raises(ValueError, match="cluttered_mnist, folder, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"):
+    with pytest.raises(ValueError, match="cluttered_mnist, folder, megapixel_mnist, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"):
         load_dataset("mnist_cluttered", "train")
 
 

@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
 
+from dcn_keras.backend import tf
 from dcn_keras.datasets import image_folder
 from dcn_keras.datasets import load_dataset
 
@@ -118,3 +119,36 @@ def test_tfds_splits_are_the_datasets_own_or_carved_from_train():
         "train": "train[:90%]", "validation": "train[90%:]", "test": "test"}
     assert image_folder._tfds_splits({"train"})["test"] == "train[90%:]"
     assert image_folder._tfds_splits({"train", "validation", "test"})["validation"] == "validation"
+
+
+def test_the_scan_reads_headers_only_and_a_damaged_body_is_skipped_when_read(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "shapes", per_class=5, corrupt=0)
+    good = os.path.join(root, CLASSES[2], "000.png")
+    damaged = os.path.join(root, CLASSES[2], "damaged.png")
+    data = open(good, "rb").read()
+    with open(damaged, "wb") as f:  # A sound IHDR, then garbage where the pixels are.
+        f.write(data[:33] + b"\x00" * 64)
+    monkeypatch.setattr(image_folder, "_READ_FAILURES", set())
+    decoded = []
+    real_decode = tf.io.decode_image
+    monkeypatch.setattr(tf.io, "decode_image", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    files = [f for split in ("train", "validation", "test")
+             for f in image_folder._folder(os.path.abspath(root))["splits"][split][0]]
+    assert damaged in files and not decoded  # 16 files scanned, none decoded.
+    read = []
+    for split in ("train", "validation", "test"):
+        dataset, info = load_dataset("folder", split, data_dir=root)
+        read += [int(y) for _, y in dataset]
+    assert len(read) == 15 and image_folder.read_failures() == [damaged]
+
+
+def test_a_training_stream_shuffles_file_names_and_repeats(tmp_path):
+    root = make_folder(tmp_path / "shapes", per_class=10, corrupt=0)
+    stream, info = load_dataset("folder", "train", shuffle_seed=1, data_dir=root)
+    once, _ = load_dataset("folder", "train", data_dir=root)
+    labels = [int(y) for _, y in once]
+    first = [int(y) for _, y in stream.take(2 * info.num_examples)]
+    assert sorted(first[:info.num_examples]) == sorted(labels) == sorted(first[info.num_examples:])
+    assert first[:info.num_examples] != first[info.num_examples:]  # Reshuffled each pass.
+    again = [int(y) for _, y in load_dataset("folder", "train", shuffle_seed=1, data_dir=root)[0].take(len(first))]
+    assert again == first

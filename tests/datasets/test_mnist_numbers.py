@@ -170,7 +170,7 @@ def test_the_default_canvas_is_the_recorded_recipe():
 @pytest.mark.parametrize("dataset, size, message", [
     ("mnist_numbers", 63, "--canvas_size=63 is not valid; it must be an integer >= 64"),
     ("cluttered_mnist", 20, "--canvas_size=20 is not valid; it must be an integer >= 28"),
-    ("svhn", 128, "--canvas_size=128 applies to cluttered_mnist and mnist_numbers only"),
+    ("svhn", 128, "--canvas_size=128 applies to cluttered_mnist, megapixel_mnist and mnist_numbers only"),
 ])
 def test_bad_canvas_sizes_are_named(dataset, size, message):
     with pytest.raises(ValueError, match=message):

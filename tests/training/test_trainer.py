@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -20,6 +21,17 @@ def _config(tmp_path, **overrides):
                   epochs=2, steps_per_epoch=3, batch_size=8, model_dir=str(tmp_path / "run"),
                   verbose=0)
     return TrainConfig(**{**values, **overrides})
+
+
+def warnings_recorded():
+    manager = warnings.catch_warnings(record=True)
+    return manager
+
+
+def _photos(tmp_path, count=40):
+    from dcn_keras.studies.photo_folder import make_photo_folder
+
+    return make_photo_folder(str(tmp_path / "photos"), count=count, size=64)
 
 
 def _events(log_dir):
@@ -75,8 +87,13 @@ def _weights(path):
     return keras.models.load_model(str(path)).get_weights()
 
 
-def test_an_interrupted_run_resumes_where_it_stopped_to_the_same_weights(tmp_path):
-    config = _config(tmp_path, epochs=4, steps_per_epoch=2, lr_schedule="cosine")
+@pytest.mark.parametrize("dataset", ["cluttered_mnist", "megapixel_mnist", "folder"])
+def test_an_interrupted_run_resumes_where_it_stopped_to_the_same_weights(tmp_path, dataset):
+    # Each way a dataset is read after its shuffle: arrays, canvases drawn from descriptions, files.
+    options = {"cluttered_mnist": {},
+               "megapixel_mnist": dict(dataset=dataset, canvas_size=128, num_canvases=64),
+               "folder": dict(dataset=dataset, digits="auto", data_dir=_photos(tmp_path))}[dataset]
+    config = _config(tmp_path, epochs=4, steps_per_epoch=2, lr_schedule="cosine", **options)
     with pytest.raises(KeyboardInterrupt):
         train_and_export(config, callbacks=[_Interrupt()], print_fn=lambda *_: None)
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["epoch_001.weights.h5", "epoch_002.weights.h5"]
@@ -89,8 +106,8 @@ def test_an_interrupted_run_resumes_where_it_stopped_to_the_same_weights(tmp_pat
     assert int(keras.models.load_model(str(tmp_path / "run" / "model.keras")).optimizer.iterations.numpy()) == 8
     # And the data stream: the same weights as a run never interrupted.
     keras.utils.set_random_seed(0)
-    train(_config(tmp_path, epochs=4, steps_per_epoch=2, lr_schedule="cosine", model_dir=str(tmp_path / "whole")),
-          print_fn=lambda *_: None)
+    train(_config(tmp_path, epochs=4, steps_per_epoch=2, lr_schedule="cosine", model_dir=str(tmp_path / "whole"),
+                  **options), print_fn=lambda *_: None)
     for resumed, whole in zip(_weights(tmp_path / "run" / "model.keras"), _weights(tmp_path / "whole" / "model.keras")):
         np.testing.assert_array_equal(resumed, whole)
 
@@ -180,7 +197,7 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, folder, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"),
+        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, folder, megapixel_mnist, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"),
         (dict(batch_size=0), "--batch_size=0.*>= 1"),
         (dict(batch_size=-4), "--batch_size=-4"),
         (dict(learning_rate=0.0), "--learning_rate=0.0.*> 0"),
@@ -332,3 +349,42 @@ def test_the_objects_coverage_is_reported_with_a_warning_when_too_high():
     lines = []
     share = report_coverage(geometry, np.array([[[20, 20, 14, 14]]], np.float32), lines.append)
     assert 0.08 < share < 0.2 and len(lines) == 2
+
+
+def test_a_folder_file_that_fails_to_decode_in_training_is_skipped_and_reported(tmp_path, monkeypatch):
+    from dcn_keras.datasets import image_folder
+
+    root = _photos(tmp_path)
+    good = os.path.join(root, "bar", "00000.jpg")
+    data = open(good, "rb").read()
+    for n in range(3):  # Sound headers, cut bodies: they pass the scan.
+        with open(os.path.join(root, "bar", f"cut_{n}.jpg"), "wb") as f:
+            f.write(data[:data.index(b"\xff\xda") + 12])
+    monkeypatch.setattr(image_folder, "_READ_FAILURES", set())
+    lines = []
+    config = _config(tmp_path, dataset="folder", data_dir=root, digits="auto", epochs=1, steps_per_epoch=6,
+                     batch_size=8)
+    with warnings_recorded() as caught:
+        results = train(config, print_fn=lines.append)
+    assert results["test_examples"] > 0 and results["epochs_run"] == 1
+    skipped = [line for line in lines if "failed to decode when read" in line]
+    assert len(skipped) == 1 and skipped[0].startswith("dcn_train: 3 file(s)"), lines
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+
+
+def test_megapixel_mnist_trains_on_a_small_rung_and_reports_its_digits_coverage(tmp_path):
+    lines = []
+    config = _config(tmp_path, dataset="megapixel_mnist", canvas_size=192, num_noise=3, num_canvases=300, epochs=1,
+                     steps_per_epoch=2, batch_size=4)
+    results = train(config, print_fn=lines.append)
+    assert results["test_examples"] == 1000 and results["epochs_run"] == 1
+    assert any("192x192 canvases with 3 noise blocks; 300 training images" in line for line in lines), lines
+    assert any("the objects cover" in line for line in lines)
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert resolved["preset"] == "megapixel_mnist" and resolved["config"]["num_noise"] == 3
+    with pytest.raises(ValueError, match="--num_noise=3 applies to megapixel_mnist only"):
+        _config(tmp_path, num_noise=3)
+    with pytest.raises(ValueError, match="--num_canvases=10 applies to megapixel_mnist only"):
+        _config(tmp_path, num_canvases=10)
+    with pytest.raises(ValueError, match="--canvas_size=100 is not valid; it must be an integer >= 112"):
+        _config(tmp_path, dataset="megapixel_mnist", canvas_size=100)
