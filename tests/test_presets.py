@@ -116,17 +116,34 @@ def test_the_patch_exact_fine_tower_reads_each_patch_as_the_whole_image_does():
 
 
 @pytest.mark.parametrize("shape, grid, patch, k", [
-    ((64, 64, 3), (14, 14), (14, 14), 10),
-    ((128, 96, 1), (30, 22), (14, 14), 33),
-    ((256, 256, 3), (30, 30), (28, 28), 45),
-    ((400, 300, 3), (23, 17), (56, 56), 20),
+    ((64, 64, 3), (14, 14), (14, 14), 4),
+    ((128, 96, 1), (30, 22), (14, 14), 6),
+    ((256, 256, 3), (30, 30), (29, 29), 8),
+    ((400, 300, 3), (23, 17), (59, 59), 4),
+    ((1024, 1024, 3), (62, 62), (59, 59), 30),
 ])
 def test_the_images_preset_sizes_its_patches_and_k_from_the_image(shape, grid, patch, k):
     model = DynamicCapacityNetwork.from_preset("images", image_shape=shape, num_classes=4)
     assert model.geometry.grid_shape == grid and model.geometry.patch_size == patch
     assert model.num_patches == k and model.top.outputs[0].shape[-1] == 4
+    # k patches cover about a tenth of the image (at least 4 patches).
+    assert k == 4 or abs(k * patch[0] * patch[1] / (shape[0] * shape[1]) - 0.1) < 0.01
     out = model(np.zeros((1, *shape), np.float32))
     assert out["probabilities"].shape == (1, 4)
+
+
+def test_the_images_preset_pools_the_coarse_view_only_and_the_fine_tower_sees_every_pixel():
+    model = DynamicCapacityNetwork.from_preset("images", image_shape=(512, 512, 1), num_classes=2)
+    # Two patches with the same 4x4 block means: a fine checkerboard and flat grey.
+    size = model.geometry.patch_size[0] + 1
+    checker = (np.indices((size, size)).sum(0) % 2).astype(np.float32)[None, ..., None]
+    grey = np.full_like(checker, 0.5)
+    pooled = [keras.layers.AveragePooling2D(4)(x).numpy() for x in (checker, grey)]
+    np.testing.assert_allclose(pooled[0][:, :-1, :-1], pooled[1][:, :-1, :-1])
+    fine = [model.fine(x[:, :size - 1, :size - 1]).numpy() for x in (checker, grey)]
+    assert np.abs(fine[0] - fine[1]).max() > 1e-3  # The fine tower tells them apart.
+    coarse = [model.coarse(np.tile(x[:, :16, :16], (1, 4, 4, 1))).numpy() for x in (checker, grey)]
+    np.testing.assert_allclose(coarse[0], coarse[1], atol=1e-5)  # The coarse view cannot.
 
 
 def test_class_names_are_kept_served_and_checked(tmp_path):
@@ -144,3 +161,22 @@ def test_class_names_are_kept_served_and_checked(tmp_path):
     assert out["coarse_class_name"].dtype == tf.string
     with pytest.raises(ValueError, match="class_names has 2 names; the top has 3 classes"):
         DynamicCapacityNetwork.from_preset("images", image_shape=(48, 48, 3), num_classes=3, class_names=("a", "b"))
+
+
+def test_the_megapixel_preset_reads_a_cheap_view_and_full_resolution_patches():
+    from dcn_keras.studies.macs import model_macs
+
+    model = DynamicCapacityNetwork.from_preset("megapixel_mnist")
+    g = model.geometry
+    assert (model.image_shape, g.grid_shape, g.stride, g.patch_size) == ((1500, 1500, 1), (93, 93), (16, 16), (46, 46))
+    assert model.num_patches == 32
+    macs = model_macs(model)
+    # The coarse view costs a few multiply-adds per pixel, the fine tower hundreds.
+    assert macs["parts"]["coarse_tower"] / 1500 ** 2 < 20
+    assert macs["parts"]["fine_whole"] / 1500 ** 2 > 500
+    assert macs["fine"] / macs["dcn"] > 15
+    # Trained on one canvas size, it runs on another (the attention pool has no size).
+    small = DynamicCapacityNetwork.from_preset("megapixel_mnist", image_shape=(256, 256, 1), num_patches=8)
+    small.set_weights(model.get_weights())
+    out = small(np.zeros((2, 256, 256, 1), np.float32))
+    assert out["probabilities"].shape == (2, 10) and out["patch_boxes"].shape == (2, 8, 4)

@@ -6,8 +6,8 @@ looks them up by name. Every sub-network gets an explicit `keras.Input` with
 `None` spatial sizes so that it never locks to the first batch's shape.
 
 The presets live by family: `cluttered` (the paper's cluttered MNIST),
-`house_numbers` (the `svhn` family, for SVHN and `mnist_numbers`) and
-`own_images` (a user's images); `blocks` holds the layers they share. This
+`house_numbers` (the `svhn` family, for SVHN and `mnist_numbers`),
+`megapixel` (Megapixel MNIST) and `own_images` (a user's images); `blocks` holds the layers they share. This
 module holds the registry and the shipped weights.
 """
 
@@ -28,13 +28,15 @@ from dcn_keras.presets.house_numbers import svhn_reader
 from dcn_keras.presets.house_numbers import svhn_reader_max
 from dcn_keras.presets.house_numbers import svhn_reader_towers
 from dcn_keras.presets.house_numbers import svhn_towers
+from dcn_keras.presets.megapixel import megapixel_mnist
+from dcn_keras.presets.megapixel import megapixel_mnist_towers
 from dcn_keras.presets.own_images import image_scale
 from dcn_keras.presets.own_images import images
 from dcn_keras.presets.own_images import images_towers
 
 
 __all__ = ["PRESETS", "PRETRAINED", "cluttered_mnist", "cluttered_mnist_fast", "cluttered_mnist_towers",
-           "image_scale", "images", "images_towers", "preset_options", "svhn", "svhn_cropped",
+           "image_scale", "images", "images_towers", "megapixel_mnist", "megapixel_mnist_towers", "preset_options", "svhn", "svhn_cropped",
            "svhn_cropped_towers", "svhn_patch_exact", "svhn_patch_exact_towers", "svhn_positional",
            "svhn_positional_towers", "svhn_reader", "svhn_reader_max", "svhn_reader_towers", "svhn_towers",
            "weights_path"]
@@ -49,6 +51,7 @@ PRESETS = {
     "svhn_reader_max": svhn_reader_max,
     "svhn_cropped": svhn_cropped,
     "images": images,
+    "megapixel_mnist": megapixel_mnist,
 }
 
 

@@ -23,14 +23,18 @@ def top_conv(filters, kernel):
 def fine_tower(channels, features):
     """The paper's cluttered MNIST fine tower with `features` filters: one vector per 14x14 patch."""
     x = keras.Input((None, None, channels), name="patches")
+    return keras.Model(x, fine_tower_layers(x, features), name="fine")
+
+
+def fine_tower_layers(x, features):
+    """`fine_tower`'s layers applied to `x`: 14x14 pixels of `x` give one vector."""
     h = conv(features, 3, name="fine_conv1")(x)
     h = conv(features, 3, padding="same", name="fine_conv2")(h)
     h = layers.MaxPooling2D(2, name="fine_pool1")(h)
     h = conv(features, 3, padding="same", name="fine_conv3")(h)
     h = conv(features, 3, padding="same", name="fine_conv4")(h)
     h = layers.MaxPooling2D(2, name="fine_pool2")(h)
-    h = conv(features, 3, name="fine_conv5")(h)
-    return keras.Model(x, h, name="fine")
+    return conv(features, 3, name="fine_conv5")(h)
 
 
 def patch_exact_fine_tower(channels, features):

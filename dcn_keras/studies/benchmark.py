@@ -173,12 +173,14 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     return results
 
 
-def _test_canvases(image_shape, count, mnist_dir=None):
+def _test_canvases(image_shape, count, mnist_dir=None, preset=None):
     # Real inputs for trained weights: canvases of the test digits (the
     # embedded ones, or MNIST's official ones from `mnist_dir`: a model
-    # trained on full MNIST has seen the embedded digits), cluttered MNIST
-    # for one channel, mnist_numbers for three.
+    # trained on full MNIST has seen the embedded digits), Megapixel MNIST
+    # for its preset, else cluttered MNIST for one channel, mnist_numbers
+    # for three.
     from dcn_keras.datasets import cluttered_mnist
+    from dcn_keras.datasets import megapixel_mnist
     from dcn_keras.datasets import mnist_numbers
 
     height, width, channels = image_shape
@@ -186,6 +188,10 @@ def _test_canvases(image_shape, count, mnist_dir=None):
         raise ValueError(f"--weights times trained models on square cluttered MNIST (1 channel) or mnist_numbers "
                          f"(3 channels) test canvases; this preset takes {tuple(image_shape)}.")
     source = dict(source="auto", mnist_dir=mnist_dir) if mnist_dir else dict(source="embedded")
+    if preset == "megapixel_mnist":
+        described, digits, _ = megapixel_mnist.split_descriptions("test", canvas_size=height, num_canvases=count,
+                                                                  **source)
+        return megapixel_mnist.draw_canvases(described, digits).astype(np.float32) / 255.0
     per_digit = -(-count // (10_000 if mnist_dir else 1000))
     if channels == 1:
         canvases = cluttered_mnist.split_canvases("test", examples_per_digit=per_digit, canvas_size=height,
@@ -236,7 +242,7 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         # About `requests` different real images at every batch size (200
         # single requests, 3 batches of 64): what an exit saves depends on them.
         counts = {batch: max(1, round(requests / batch)) for batch in batch_sizes}
-        canvases = _test_canvases(base.image_shape, max(b * n for b, n in counts.items()), mnist_dir)
+        canvases = _test_canvases(base.image_shape, max(b * n for b, n in counts.items()), mnist_dir, preset)
         groups = {b: [tf.constant(canvases[i * b:(i + 1) * b]) for i in range(n)] for b, n in counts.items()}
     inputs = {batch: group[0] for batch, group in groups.items()}
     windows = {f"dcn_k{k}": _windows_per_image(m, groups[max(batch_sizes)]) for k, m in dcns.items()}

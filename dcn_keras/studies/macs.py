@@ -120,3 +120,46 @@ def _cam_macs(cam, grid):
     stride = conv.strides[0]
     taps = -(-conv.kernel_size[0] // stride) * -(-conv.kernel_size[1] // stride)
     return classes * filters + rows * cols * filters + grid[0] * grid[1] * taps
+
+
+def preset_table(preset, sides, **options):
+    """Rows of `model_macs` for a preset at square image sizes: the patch, k and the costs in M multiply-adds.
+
+    `options` go to `from_preset` (e.g. `num_classes` for `images`); each
+    row: `side`, `grid`, `patch`, `k`, `coarse_tower`, `fine_pass`, `dcn`,
+    `fine`, `fine_pass_share` (of the fine model's) and `fine_over_dcn`.
+    """
+    from dcn_keras.models import DynamicCapacityNetwork
+
+    channels = options.pop("channels", 3 if preset == "images" else 1)
+    rows = []
+    for side in sides:
+        dcn = DynamicCapacityNetwork.from_preset(preset, image_shape=(side, side, channels), **options)
+        macs = model_macs(dcn)
+        parts = macs["parts"]
+        rows.append({"side": side, "grid": dcn.geometry.grid_shape, "patch": dcn.geometry.patch_size,
+                     "k": dcn.num_patches, "coarse_tower": parts["coarse_tower"] / 1e6,
+                     "fine_pass": parts["fine_pass"] / 1e6, "dcn": macs["dcn"] / 1e6, "fine": macs["fine"] / 1e6,
+                     "fine_pass_share": parts["fine_pass"] / macs["fine"], "fine_over_dcn": macs["fine"] / macs["dcn"]})
+    return rows
+
+
+def main(argv=None):
+    """`python -m dcn_keras.studies.macs --preset=images --sides=128,256,512,1024`: a Markdown table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Multiply-adds of a preset's DCN and fine model by image size.")
+    parser.add_argument("--preset", default="images")
+    parser.add_argument("--sides", default="128,256,512,1024")
+    args = parser.parse_args(argv)
+    options = {"num_classes": 10} if args.preset == "images" else {}
+    print("| side | grid | patch | k | coarse tower | fine pass | DCN | fine model | fine pass / fine model | fine model / DCN |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in preset_table(args.preset, [int(s) for s in args.sides.split(",")], **options):
+        print(f"| {r['side']} px | {r['grid'][0]}x{r['grid'][1]} | {r['patch'][0]} px | {r['k']} | "
+              f"{r['coarse_tower']:.1f} M | {r['fine_pass']:.1f} M | {r['dcn']:.1f} M | {r['fine']:.0f} M | "
+              f"{100 * r['fine_pass_share']:.1f}% | {r['fine_over_dcn']:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

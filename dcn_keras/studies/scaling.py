@@ -81,7 +81,13 @@ def scaling_row(dataset, canvas, coverage, comparison, bench, dcn=None):
            "p_value": paired["p_value"], "at_fine_level": at_fine_level,
            "refined_share": timing.get("refined_share", {}).get(f"{dcn}/b64"),
            "fine_macs": macs["fine"], "dcn_macs": macs[dcn]}
+    timed = {int(key.split("/")[1][1:]) for key in timing["inference"]}
+    if 1 not in timed:
+        raise ValueError(f"{bench} has no time at batch 1; it has batches {sorted(timed)}.")
     for batch in (64, 1):
+        if batch not in timed:  # A megapixel fine model at batch 64 does not fit: batch 1 only.
+            row[f"b{batch}"] = None
+            continue
         fine_ms, fine_runtime = _best_ms(timing["inference"], "fine", batch)
         dcn_ms, dcn_runtime = _best_ms(timing["inference"], dcn, batch)
         row[f"b{batch}"] = {"fine_ms": fine_ms, "fine_runtime": fine_runtime, "dcn_ms": dcn_ms,
@@ -105,7 +111,7 @@ def crossover(rows, batch=64, pays=1.0):
     rows it lies between), or None when all rows, or none, pay.
     """
     points = sorted(((row["coverage"], row["b%d" % batch]["speedup"] if row["at_fine_level"] else 0.0, row)
-                     for row in rows), key=lambda point: point[0])
+                     for row in rows if row["b%d" % batch] is not None), key=lambda point: point[0])
     for (c0, s0, r0), (c1, s1, r1) in zip(points, points[1:]):
         if s0 >= pays > s1:
             if s1 <= 0:
@@ -125,8 +131,10 @@ def plot_scaling(rows, path):
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for dataset in sorted({row["dataset"] for row in rows}):
-        mine = [row for row in rows if row["dataset"] == dataset]
         for batch, style in ((64, "-o"), (1, "--s")):
+            mine = [row for row in rows if row["dataset"] == dataset and row[f"b{batch}"] is not None]
+            if not mine:
+                continue
             speedups = [row[f"b{batch}"]["speedup"] for row in mine]
             label = f"{dataset}, batch {batch}"
             axes[0].plot([row["canvas"] for row in mine], speedups, style, label=label)
@@ -161,6 +169,7 @@ def format_table(rows):
                  f"{row['fine_macs'] / 1e6:.0f} M / {row['dcn_macs'] / 1e6:.1f} M"]
         for batch in (64, 1):
             b = row[f"b{batch}"]
-            cells.append(f"{b['fine_ms']:.2f} / {b['dcn_ms']:.2f}, **{b['speedup']:.2f}x**")
+            cells.append("not measured" if b is None else
+                         f"{b['fine_ms']:.2f} / {b['dcn_ms']:.2f}, **{b['speedup']:.2f}x**")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

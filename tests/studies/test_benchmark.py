@@ -228,7 +228,7 @@ def test_thread_pools_cannot_change_once_tensorflow_runs():
 
 
 @pytest.mark.parametrize("flag,message", [
-    ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, cluttered_mnist_fast, images, svhn, svhn_cropped, svhn_patch_exact, svhn_positional, svhn_reader, svhn_reader_max."),
+    ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, cluttered_mnist_fast, images, megapixel_mnist, svhn, svhn_cropped, svhn_patch_exact, svhn_positional, svhn_reader, svhn_reader_max."),
     ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
     ("--top_pass=sparse", "--top_pass='sparse' is not valid; choose one of: incremental, full."),
     ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),
@@ -261,3 +261,15 @@ def test_weights_canvases_come_from_mnist_idx_files_when_given(tmp_path):
     canvases = benchmark._test_canvases((100, 100, 1), 3, mnist_dir=mnist_idx_dir(tmp_path)[0])
     embedded = benchmark._test_canvases((100, 100, 1), 3)
     assert canvases.shape == embedded.shape == (3, 100, 100, 1) and not np.array_equal(canvases, embedded)
+
+
+def test_megapixel_weights_are_timed_on_megapixel_test_canvases():
+    from dcn_keras.datasets import megapixel_mnist
+
+    canvases = benchmark._test_canvases((160, 160, 1), 3, preset="megapixel_mnist")
+    described, digits, _ = megapixel_mnist.split_descriptions("test", "embedded", canvas_size=160, num_canvases=3)
+    np.testing.assert_allclose(canvases, megapixel_mnist.draw_canvases(described, digits) / 255.0)
+    results = benchmark.run_benchmark("megapixel_mnist", ks=(4,), batch_sizes=(1,), train_batch=1, warmup=1,
+                                      repeats=1, xla=False, canvas_size=160, log=lambda *_: None)
+    assert results["image_shape"] == [160, 160, 1]
+    assert results["macs_per_image"]["fine"] > 2 * results["macs_per_image"]["dcn_k4"]

@@ -81,3 +81,24 @@ def test_object_coverage_shrinks_with_the_canvas():
     large = scaling.object_coverage("cluttered_mnist", 120, "cluttered_mnist", sample=200, digits="embedded")
     # The same digits, four times the area: a quarter of the share, to a grid's rounding.
     assert 0 < large < small < 1 and large / small == pytest.approx(0.25, rel=0.35)
+
+
+def test_a_row_timed_at_batch_1_only_is_tabled_plotted_and_left_out_of_the_batch_64_crossover(tmp_path):
+    comparison, bench = _files(tmp_path, "m", 40.0, 8.0)
+    timing = json.loads(open(bench).read())
+    timing["inference"] = {k: v for k, v in timing["inference"].items() if "/b1/" in k}
+    with open(bench, "w") as f:
+        json.dump(timing, f)
+    row = scaling.scaling_row("megapixel_mnist", 1500, 0.002, comparison, bench)
+    assert row["b64"] is None and row["b1"]["speedup"] == pytest.approx((40.0 / 50) / (8.0 / 40))
+    assert "| not measured | 0.80 / 0.20, **4.00x** |" in scaling.format_table([row])
+    other = scaling.scaling_row("numbers", 64, 0.3, *_files(tmp_path, "n", 10.0, 20.0))
+    assert scaling.crossover([row, other], batch=64) is None  # One row at batch 64: no pair to cross.
+    assert scaling.crossover([row, other], batch=1)["below"] == ("megapixel_mnist", 1500)
+    scaling.plot_scaling([row, other], str(tmp_path / "scaling.png"))
+    del timing["inference"]["fine/b1/graph"], timing["inference"]["fine/b1/xla"]
+    timing["inference"] = {k.replace("/b1/", "/b8/"): v for k, v in timing["inference"].items()}
+    with open(bench, "w") as f:
+        json.dump(timing, f)
+    with pytest.raises(ValueError, match=r"has no time at batch 1; it has batches \[8\]"):
+        scaling.scaling_row("megapixel_mnist", 1500, 0.002, comparison, bench)
