@@ -14,6 +14,22 @@ import numpy as np
 from dcn_keras.io_utils import atomic_path
 
 _BOX_COLOUR = "red"
+# Images larger than this many pixels a side are averaged down for display
+# (the patches are still drawn at their place in the image's own pixels).
+DISPLAY_SIDE = 512
+
+
+def display_image(image):
+    """`(shown, (height, width))`: `image` `[H, W, C]` averaged over f x f blocks, its longer side at most
+    `DISPLAY_SIDE`, and the pixels of `image` it spans (the image zero-padded to whole blocks)."""
+    image = np.asarray(image, np.float32)
+    factor = -(-max(image.shape[:2]) // DISPLAY_SIDE)
+    if factor <= 1:
+        return image, image.shape[:2]
+    height, width = (-(-image.shape[0] // factor) * factor, -(-image.shape[1] // factor) * factor)
+    padded = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)))
+    blocks = padded.reshape(height // factor, factor, width // factor, factor, -1)
+    return blocks.mean((1, 3)), (height, width)
 
 
 def _pyplot():
@@ -122,8 +138,9 @@ def figure(images, outputs, names=None, labels=None):
     fig, axes = plt.subplots(count, 2, figsize=(7.2, 3.3 * count), squeeze=False)
     for n, (coarse, refined) in enumerate(_rows(outputs, count)):
         picture, heat = axes[n]
-        shown = images[n, ..., 0] if images.shape[-1] == 1 else images[n]
-        picture.imshow(shown, cmap="gray", vmin=0, vmax=1, extent=(0, width, height, 0))
+        shown, (spans_y, spans_x) = display_image(images[n])
+        shown = shown[..., 0] if shown.shape[-1] == 1 else shown
+        picture.imshow(shown, cmap="gray", vmin=0, vmax=1, extent=(0, spans_x, spans_y, 0))
         heat.set_facecolor(plt.get_cmap("viridis")(0.0))
         mapped = heat.imshow(saliency[n], cmap="viridis", extent=extent, interpolation="nearest")
         fig.colorbar(mapped, ax=heat, fraction=0.046, pad=0.04, label="saliency")

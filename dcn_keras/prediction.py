@@ -12,6 +12,20 @@ from dcn_keras.serving.export import flat_outputs
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 _DCN_OUTPUTS = ("saliency", "locations", "patch_boxes")
+PRESET_PREFIX = "preset:"  # `preset:NAME`: the preset's model with its shipped "pretrained" weights.
+DEFAULT_PRESET = "cluttered_mnist_fast"
+DEFAULT_SAVED_MODEL = os.path.join("saved_models", "cluttered_mnist_fast_full_dcn", "1")
+
+
+def default_model():
+    """The default model: its SavedModel in a checkout (beside the package), else `preset:cluttered_mnist_fast`.
+
+    An installed package (`pip install .`) holds the shipped weights, not the
+    SavedModels; the preset with those weights and its exit threshold is
+    the same model.
+    """
+    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DEFAULT_SAVED_MODEL)
+    return checkout if os.path.isfile(os.path.join(checkout, "saved_model.pb")) else PRESET_PREFIX + DEFAULT_PRESET
 
 
 def image_files(paths):
@@ -54,7 +68,7 @@ def _saved_model_image_shape(signature, path):
 
 
 def load_predictor(path):
-    """`(predict, image_shape)` for a saved DCN.
+    """`(predict, image_shape)` for a saved DCN, or `preset:NAME` (the preset with its "pretrained" weights).
 
     `predict(images)` maps float32 `[batch, H, W, C]` images to the serving
     signature's flat outputs as NumPy arrays (`probabilities`,
@@ -65,8 +79,11 @@ def load_predictor(path):
         FileNotFoundError: `path` is neither a `.keras` file nor a SavedModel.
         ValueError: the model is not a DCN (it has no patches or saliency).
     """
-    if path.endswith(".keras"):
-        model = load_model(path)
+    if path.startswith(PRESET_PREFIX) or path.endswith(".keras"):
+        if path.startswith(PRESET_PREFIX):
+            model = DynamicCapacityNetwork.from_preset(path[len(PRESET_PREFIX):], weights="pretrained")
+        else:
+            model = load_model(path)
         if not isinstance(model, DynamicCapacityNetwork):
             raise ValueError(f"{path} holds a {type(model).__name__}, not a DynamicCapacityNetwork: "
                              "it has no patches or saliency to show.")
@@ -128,7 +145,27 @@ def _heads(flat, key, n):
     return {k[len(prefix):]: v[n] for k, v in flat.items() if k.startswith(prefix)}
 
 
-def predict_files(model_path, paths, batch_size=32, warn=print):
+def _record(path, outputs, n):
+    """The record of image `n` of a batch's flat `outputs`."""
+    answer, confidence = pictures.describe(_heads(outputs, "probabilities", n))
+    coarse, coarse_confidence = pictures.describe(_heads(outputs, "coarse_probabilities", n))
+    record = {"file": path, "class": answer, "probability": round(confidence, 6),
+              "coarse_class": coarse, "coarse_probability": round(coarse_confidence, 6),
+              "patch_boxes": outputs["patch_boxes"][n].tolist(),
+              "locations": outputs["locations"][n].tolist()}
+    if "class_name" in outputs:  # A model of a user's own classes: their names.
+        record.update(class_index=int(answer), **{
+            "class": outputs["class_name"][n].decode(), "coarse_class": outputs["coarse_class_name"][n].decode()})
+    if "refined" in outputs:  # An exit threshold: False kept the coarse answer, no patch.
+        record["refined"] = bool(outputs["refined"][n])
+    if "number" in outputs:  # A multi-digit model: the graph's reading, and its heads raw.
+        record.update(number=outputs["number"][n].decode(),
+                      number_confidence=round(float(outputs["number_confidence"][n]), 6),
+                      heads={head: int(np.argmax(p)) for head, p in _heads(outputs, "probabilities", n).items()})
+    return record
+
+
+def predict_files(model_path, paths, batch_size=32, warn=print, keep=None):
     """Runs a saved DCN on image files; returns `(records, images, outputs)`.
 
     Each record is a dict: `file`, `class` (the answer: a class index, or
@@ -140,16 +177,33 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
     serving signature's, e.g. `"4071"`) and `heads`, each head's class.
     A file that cannot be read (missing, not an image, a directory without
     images) gets a record of its own, `{"file": ..., "error": ...}`, in its
-    place, and the rest are still classified. `images` and `outputs` are the
-    readable images, resized, and the model's raw flat outputs on them, for
-    `pictures.save`. Images of another size than the model's
-    are resized (bilinear, as the `serving_bytes` signature does), with a
-    call to `warn` naming them.
+    place, and the rest are still classified. Images of another size than
+    the model's are resized (bilinear, as the `serving_bytes` signature
+    does), with a call to `warn` naming them.
+
+    Files are read and classified `batch_size` at a time, so memory does not
+    grow with their number. `images` and `outputs` are the first `keep`
+    readable images (None: all), resized, and the model's flat outputs on
+    them, for `pictures.save`.
     """
     entries = image_files(paths)
     predict, image_shape = load_predictor(model_path)
-    records, images, where = [None] * len(entries), [], []
+    records, kept, kept_outputs = [], [], []
+    batch, where = [], []
+
+    def flush():
+        outputs = predict(np.stack(batch))
+        for n, path in enumerate(where):
+            records[path] = _record(entries[path][0], outputs, n)
+        room = len(batch) if keep is None else max(0, keep - sum(len(x) for x in kept))
+        if room:
+            kept.append(np.stack(batch[:room]))
+            kept_outputs.append({k: v[:room] for k, v in outputs.items()})
+        batch.clear()
+        where.clear()
+
     for n, (path, problem) in enumerate(entries):
+        records.append(None)
         if problem is None:
             try:
                 image, size = read_image(path, image_shape)
@@ -161,33 +215,16 @@ def predict_files(model_path, paths, batch_size=32, warn=print):
         if size != image_shape[:2]:
             warn(f"{path} is {size[0]}x{size[1]}; resized to {image_shape[0]}x{image_shape[1]} "
                  "as the serving signature does.")
-        images.append(image)
+        batch.append(image)
         where.append(n)
-    if not images:
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    if not kept:
         return records, np.zeros((0, *image_shape), np.float32), {}
-    images = np.stack(images)
-    batches = [predict(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-    outputs = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-    for n, index in enumerate(where):
-        path = entries[index][0]
-        answer, confidence = pictures.describe(_heads(outputs, "probabilities", n))
-        coarse, coarse_confidence = pictures.describe(_heads(outputs, "coarse_probabilities", n))
-        record = {"file": path, "class": answer, "probability": round(confidence, 6),
-                  "coarse_class": coarse, "coarse_probability": round(coarse_confidence, 6),
-                  "patch_boxes": outputs["patch_boxes"][n].tolist(),
-                  "locations": outputs["locations"][n].tolist()}
-        if "class_name" in outputs:  # A model of a user's own classes: their names.
-            record.update(class_index=int(answer), **{
-                "class": outputs["class_name"][n].decode(), "coarse_class": outputs["coarse_class_name"][n].decode()})
-        if "refined" in outputs:  # An exit threshold: False kept the coarse answer, no patch.
-            record["refined"] = bool(outputs["refined"][n])
-        if "number" in outputs:  # A multi-digit model: the graph's reading, and its heads raw.
-            record.update(number=outputs["number"][n].decode(),
-                          number_confidence=round(float(outputs["number_confidence"][n]), 6),
-                          heads={head: int(np.argmax(p)) for head, p in
-                                 _heads(outputs, "probabilities", n).items()})
-        records[index] = record
-    return records, images, outputs
+    outputs = {k: np.concatenate([b[k] for b in kept_outputs]) for k in kept_outputs[0]}
+    return records, np.concatenate(kept), outputs
 
 
 def format_line(record):

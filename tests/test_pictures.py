@@ -75,3 +75,25 @@ def test_a_patch_at_the_image_edge_is_drawn_even_though_its_box_starts_below_zer
     fig = pictures.figure(images, out)
     assert fig.axes[1].get_title() == "saliency, 8 patches"
     assert len(fig.axes[0].patches) == 8
+
+
+def test_a_large_image_is_averaged_down_for_display_with_its_patches_in_place():
+    image = np.zeros((1500, 1500, 1), np.float32)
+    image[:30, :30] = 1.0
+    shown, spans = pictures.display_image(image)
+    assert shown.shape == (500, 500, 1) and spans == (1500, 1500)
+    np.testing.assert_allclose(shown[:10, :10], 1.0) and np.testing.assert_allclose(shown[10:, 10:], 0.0)
+    odd, spans = pictures.display_image(np.ones((1030, 700, 3), np.float32))
+    assert odd.shape == (344, 234, 3) and spans == (1032, 702)  # Zero-padded to whole 3x3 blocks.
+    small, spans = pictures.display_image(np.ones((100, 100, 1), np.float32))
+    assert small.shape == (100, 100, 1) and spans == (100, 100)
+
+    out = {"probabilities": np.eye(10)[[3]], "coarse_probabilities": np.eye(10)[[3]],
+           "saliency": np.random.default_rng(0).random((1, 93, 93)), "locations": np.array([[[40, 60]]]),
+           "patch_boxes": np.array([[[631, 951, 677, 997]]])}
+    fig = pictures.figure(image[None], out)
+    picture = fig.axes[0]
+    assert picture.get_images()[0].get_array().shape == (500, 500)
+    box = picture.patches[0]
+    assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == (951, 631, 46, 46)
+    assert picture.get_xlim() == (0, 1500)

@@ -107,3 +107,43 @@ def test_a_saved_models_image_size_is_read_from_keras_files_and_saved_models(tmp
     assert prediction.model_image_shape(str(tmp_path / "fine.keras")) == (120, 120, 1)
     with pytest.raises(FileNotFoundError, match="neither a .keras file nor a SavedModel"):
         prediction.model_image_shape(str(tmp_path))
+
+
+def test_files_are_classified_a_batch_at_a_time_and_only_the_pictures_images_are_kept(tmp_path, monkeypatch):
+    paths, images = write_canvases(tmp_path / "dir", count=5)
+    calls = []
+    load = prediction.load_predictor
+
+    def counting(path):
+        predict, shape = load(path)
+        return (lambda batch: calls.append(len(batch)) or predict(batch)), shape
+    monkeypatch.setattr(prediction, "load_predictor", counting)
+    records, shown, outputs = prediction.predict_files(SHIPPED, [*paths[:2], "missing.png", *paths[2:]],
+                                                       batch_size=2, keep=3)
+    assert calls == [2, 2, 1]  # Never the whole folder in one call.
+    assert [r["file"] for r in records] == [*paths[:2], "missing.png", *paths[2:]] and "error" in records[2]
+    np.testing.assert_allclose(shown, images[:3], atol=1e-7)
+    assert outputs["saliency"].shape[0] == 3
+    whole, _, _ = prediction.predict_files(SHIPPED, paths, batch_size=5)
+    assert [r["class"] for r in records if "error" not in r] == [r["class"] for r in whole]
+    assert len(prediction.predict_files(SHIPPED, paths, keep=0)[1]) == 0
+
+
+def test_a_large_image_model_predicts_files_and_draws_them_scaled_for_display(tmp_path):
+    from dcn_keras import pictures
+    from dcn_keras.models import DynamicCapacityNetwork
+
+    model = DynamicCapacityNetwork.from_preset("images", image_shape=(1024, 1024, 3), num_classes=2,
+                                               class_names=("bar", "disc"))
+    model.save(str(tmp_path / "big.keras"))
+    rng = np.random.default_rng(0)
+    paths = []
+    for n in range(3):
+        paths.append(str(tmp_path / f"photo_{n}.png"))
+        Image.fromarray((rng.random((1024, 1024, 3)) * 255).astype(np.uint8)).save(paths[-1])
+    records, shown, outputs = prediction.predict_files(str(tmp_path / "big.keras"), paths, batch_size=2, keep=2)
+    assert all(r["class"] in ("bar", "disc") for r in records)
+    assert len(records) == 3 and shown.shape == (2, 1024, 1024, 3) and len(records[0]["patch_boxes"]) == 30
+    path = pictures.save(shown, prediction.picture_outputs(outputs), str(tmp_path / "big.png"))
+    picture = np.asarray(Image.open(path))
+    assert picture.shape[1] == 720 and picture.shape[0] < 2 * 400  # Two rows at the usual width.

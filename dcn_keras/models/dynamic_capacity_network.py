@@ -18,6 +18,10 @@ from dcn_keras.patch_geometry import PatchGeometry
 
 TOP_PASSES = ("incremental", "full")
 SALIENCIES = ("entropy_gradient", "cam", "cam_top_class")
+# The constructor's arguments besides the towers, each kept as an attribute of
+# its name: `get_config` and `with_settings` copy them from this one list.
+SETTINGS = ("image_shape", "num_patches", "hint_weight", "coarse_weight", "patch_size", "patch_offset", "gather",
+            "top_pass", "fine_tile", "exit_threshold", "saliency", "class_names")
 
 
 @keras.saving.register_keras_serializable(package="dcn_keras")
@@ -414,12 +418,8 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             ValueError: an argument that is not a setting of the DCN (the
                 towers cannot be changed here), or a bad value.
         """
-        settings = dict(
-            image_shape=self.image_shape, num_patches=self.num_patches, hint_weight=self.hint_weight,
-            coarse_weight=self.coarse_weight, patch_size=self.patch_size,
-            patch_offset=self.patch_offset, gather=self.gather, top_pass=self.top_pass,
-            fine_tile=self.fine_tile, exit_threshold=self.exit_threshold, saliency=self.saliency,
-            dtype=self.dtype_policy)
+        settings = {name: getattr(self, name) for name in SETTINGS}
+        settings["dtype"] = self.dtype_policy
         unknown = sorted(set(changes) - set(settings))
         if unknown:
             raise ValueError(f"with_settings() cannot change {unknown}; it changes: {sorted(settings)}.")
@@ -439,23 +439,10 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
     def get_config(self):
         config = super().get_config()
         serialize = keras.saving.serialize_keras_object
-        config.update(
-            coarse=serialize(self.coarse),
-            fine=serialize(self.fine),
-            top=serialize(self.top),
-            image_shape=self.image_shape,
-            num_patches=self.num_patches,
-            hint_weight=self.hint_weight,
-            coarse_weight=self.coarse_weight,
-            patch_size=self.patch_size,
-            patch_offset=self.patch_offset,
-            gather=self.gather,
-            top_pass=self.top_pass,
-            fine_tile=self.fine_tile,
-            exit_threshold=self.exit_threshold,
-            saliency=self.saliency,
-            class_names=None if self.class_names is None else list(self.class_names),
-        )
+        config.update(coarse=serialize(self.coarse), fine=serialize(self.fine), top=serialize(self.top),
+                      **{name: getattr(self, name) for name in SETTINGS})
+        if self.class_names is not None:
+            config["class_names"] = list(self.class_names)
         return config
 
     @classmethod

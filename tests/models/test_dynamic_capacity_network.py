@@ -4,6 +4,7 @@ import tensorflow as tf
 
 import dcn_keras
 from dcn_keras import presets
+from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.backend import keras
 from tests.helpers import preset_model
 from tests.helpers import random_images
@@ -350,3 +351,34 @@ def test_a_fine_pass_per_block_gives_the_patch_by_patch_outputs_and_trains():
 def test_a_fine_pass_per_block_needs_a_valid_tile_and_a_patch_exact_tower(fine_tile, message):
     with pytest.raises(ValueError, match=message):
         preset_model(fine_tile=fine_tile)
+
+
+def test_every_copy_keeps_every_setting_it_does_not_change_class_names_included():
+    from dcn_keras.models.dynamic_capacity_network import SETTINGS
+
+    names = [f"c{i}" for i in range(10)]
+    model = preset_model(num_patches=5, coarse_weight=0.3, hint_weight=0.5, exit_threshold=0.9, saliency="cam",
+                         top_pass="full", class_names=names)
+    values = {name: getattr(model, name) for name in SETTINGS}
+    assert values["class_names"] == tuple(names)
+    for changed, value in [("num_patches", 7), ("top_pass", "incremental"), ("exit_threshold", None),
+                           ("saliency", "entropy_gradient"), ("class_names", None)]:
+        copy = model.with_settings(**{changed: value})
+        assert getattr(copy, changed) == value
+        assert {n: getattr(copy, n) for n in SETTINGS if n != changed} == {
+            n: v for n, v in values.items() if n != changed}, changed
+    assert model.with_num_patches(9).class_names == tuple(names)
+    restored = DynamicCapacityNetwork.from_config(model.get_config())
+    assert {n: getattr(restored, n) for n in SETTINGS} == values
+
+
+def test_an_export_with_another_k_keeps_the_class_name_output(tmp_path):
+    import tensorflow as tf
+
+    from dcn_keras.serving import export_model
+
+    names = ("cat", "dog", "fox")
+    model = DynamicCapacityNetwork.from_preset("images", image_shape=(48, 48, 3), num_classes=3, class_names=names)
+    served = tf.saved_model.load(export_model(model.with_num_patches(2), str(tmp_path / "s" / "1"), xla=False))
+    out = served.signatures["serving_default"](images=tf.zeros((1, 48, 48, 3)))
+    assert out["class_name"].numpy()[0].decode() in names and out["locations"].shape == (1, 2, 2)
