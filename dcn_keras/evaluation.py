@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from dcn_keras import number_errors
 from dcn_keras import pictures
 from dcn_keras import prediction
 from dcn_keras.backend import tf
@@ -34,20 +35,20 @@ def blank_filled_logits(dcn, images):
 
 
 def _keras_predictor(model, unrefined="coarse"):
-    """A function images -> refined probabilities for a loaded DCN or baseline."""
+    """A function images -> `(refined probabilities, patch boxes or None)` for a loaded DCN or baseline."""
     if unrefined == "blank":
-        return lambda images: probabilities(blank_filled_logits(model, tf.convert_to_tensor(images)))
+        return lambda images: (probabilities(blank_filled_logits(model, tf.convert_to_tensor(images))), None)
 
     def predict(images):
         out = model(images, training=False)
         if isinstance(out, dict) and "probabilities" in out:
-            return out["probabilities"]
-        return probabilities(out)  # A baseline returns logits (a dict of them for several heads).
+            return out["probabilities"], out["patch_boxes"]
+        return probabilities(out), None  # A baseline returns logits (a dict of them for several heads).
     return predict
 
 
 def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None, saliency=None, image_shape=None):
-    """A function images -> refined probabilities, for .keras or SavedModel.
+    """A function images -> `(refined probabilities, patch boxes or None)`, for .keras or SavedModel.
 
     A `.keras` model runs on images of `image_shape` (`with_image_shape`);
     a SavedModel takes the size it was exported for.
@@ -81,22 +82,38 @@ def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None, sa
         def predict(images):
             out = served.signatures["serving_default"](images=tf.convert_to_tensor(images))
             heads = {k[len("probabilities_"):]: v for k, v in out.items() if k.startswith("probabilities_")}
-            return heads or out["probabilities"]
+            return heads or out["probabilities"], out.get("patch_boxes")
         return predict
     raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
 
 
-def _outcomes(predict, data, batch_size):
-    """Per-example `(right, key)`: key is the label, or the number's length for multi-digit models.
+def _outcomes(predict, data, batch_size, boxes=None):
+    """Per-example `(right, key, breakdown)`: key is the label, or the number's length for multi-digit models.
 
     A multi-digit example is right when every head is: the length and all
     five digit heads, "no digit" past the end included (the whole number).
+    With `boxes` (a multi-digit split's digit boxes), `breakdown` is
+    `number_errors.number_error_breakdown` of the run, else None.
     """
-    right_parts, keys = [], []
+    right_parts, keys, heads, labelled, shares = [], [], [], [], []
     for images, labels in data.batch(batch_size):
-        right_parts.append(right_answers(predict(images), labels))
+        predicted, patch_boxes = predict(images)
+        right_parts.append(right_answers(predicted, labels))
         keys.append(np.asarray(labels["length"] if isinstance(labels, dict) else labels))
-    return np.concatenate(right_parts), np.concatenate(keys)
+        if boxes is not None:
+            heads.append({h: np.asarray(p) for h, p in predicted.items()})
+            labelled.append({h: np.asarray(v) for h, v in labels.items()})
+            if patch_boxes is not None:
+                start = sum(len(k) for k in keys[:-1])
+                shares.append(number_errors.ink_share_in_patches(
+                    images.numpy(), boxes[start:start + len(keys[-1])], np.asarray(patch_boxes)))
+    breakdown = None
+    if boxes is not None and heads:
+        joined = [{h: np.concatenate([part[h] for part in parts]) for h in parts[0]} for parts in (heads, labelled)]
+        breakdown = number_errors.number_error_breakdown(
+            *joined, boxes[:len(joined[1]["length"])], int(data.element_spec[0].shape[0]),
+            np.concatenate(shares) if shares else None)
+    return np.concatenate(right_parts), np.concatenate(keys), breakdown
 
 
 def right_answers(probabilities, labels):
@@ -135,7 +152,7 @@ def outcomes(model, data, batch_size=64):
         example's label (for multi-digit labels, the number's length), for
         `error_by_key`.
     """
-    return _outcomes(_keras_predictor(model), data, batch_size)
+    return _outcomes(_keras_predictor(model), data, batch_size)[:2]
 
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
@@ -145,7 +162,9 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     Multi-head models (`svhn`, `mnist_numbers`) count an example as right
     only when every head is (`whole_number` is then True: the error is the
     whole-number error); `per_class_error` is then keyed by the number's
-    length. With
+    length, and where the split knows its digits' boxes (`mnist_numbers`)
+    `breakdown` says where the errors come from
+    (`number_errors.number_error_breakdown`). With
     `num_patches`, a `.keras` DCN is run refining that many cells instead of
     the `k` it was trained with; with `unrefined="blank"`, its unrefined
     cells are blank (`blank_filled_logits`); with `dtype_policy`, a `.keras`
@@ -154,11 +173,14 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     """
     data, info = load_dataset(dataset, split, **dataset_options)
     predict = _predictor(path, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
-    right, keys = _outcomes(predict, data, batch_size)
+    numbers = isinstance(data.element_spec[1], dict)
+    right, keys, breakdown = _outcomes(predict, data, batch_size, info.object_boxes if numbers else None)
     wrong = ~right
-    return {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": error_by_key(right, keys),
-            "whole_number": isinstance(data.element_spec[1], dict), "source": info.source,
-            "class_names": info.class_names}
+    result = {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": error_by_key(right, keys),
+              "whole_number": numbers, "source": info.source, "class_names": info.class_names}
+    if breakdown is not None:
+        result["breakdown"] = breakdown
+    return result
 
 
 def error_by_key(right, keys):
@@ -200,8 +222,8 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
     data, info = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
     predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
     predict_b = _predictor(path_b, image_shape=info.image_shape)
-    right_a, _ = _outcomes(predict_a, data, batch_size)
-    right_b, _ = _outcomes(predict_b, data, batch_size)
+    right_a = _outcomes(predict_a, data, batch_size)[0]
+    right_b = _outcomes(predict_b, data, batch_size)[0]
     return paired_counts(right_a, right_b)
 
 

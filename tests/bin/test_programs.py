@@ -108,7 +108,7 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, folder, mnist_numbers, svhn, svhn_cropped, or tfds:NAME for a TFDS image-classification dataset."),
+        (["--dataset=imagenet"], "--dataset='imagenet' is not valid; choose one of: cluttered_mnist, folder, megapixel_mnist, mnist_numbers, svhn, svhn_cropped, or tfds:NAME for a TFDS image-classification dataset."),
         (["--batch_size=0"], "--batch_size=0 is not valid; it must be an integer >= 1."),
         (["--num_patches=1000", *QUICK], "num_patches=1000 must be an int in [1, 529]"),
         (["--init_from=runs/none.keras", *QUICK], "--init_from=runs/none.keras: no such file."),
@@ -255,7 +255,13 @@ def test_mnist_numbers_are_read_as_numbers_by_serving_dcn_eval_and_dcn_predict(t
     lines = done.stdout.strip().splitlines()
     assert lines[0] == (f"mnist_numbers test ({evaluated['source']}): whole-number error "
                         f"{evaluated['error']:.4f} on 1000 examples")
-    assert [line.split(":")[0].strip() for line in lines[1:]] == ["length 1", "length 2"]
+    assert [line.split(":")[0].strip() for line in lines[1:3]] == ["length 1", "length 2"]
+    # Where the errors come from: the heads, the lengths, the digits' size and place, the patches.
+    breakdown = evaluated["breakdown"]
+    assert breakdown["whole_number"] == evaluated["error"] and breakdown["examples"] == 1000
+    assert set(breakdown["per_position"]) == {1, 2} and breakdown["patches"]["wrong"] == round(1000 * evaluated["error"])
+    assert lines[3] == f"  length head error {breakdown['length_head']:.4f}"
+    assert lines[-1].startswith("  ink inside the patches: ")
 
     paths = []
     for n in range(2):
@@ -331,3 +337,31 @@ def test_dcn_predict_reads_numbers_with_the_shipped_numbers_model(tmp_path):
         assert record["number"] == record["class"] and 0 < record["number_confidence"] <= 1
         assert len(record["patch_boxes"]) == presets.svhn_reader()["num_patches"]  # The export's k.
     assert sum(record["number"] == t for record, t in zip(answers, truth)) >= 3, (answers, truth)
+
+
+@pytest.mark.slow
+def test_installed_without_the_checkout_dcn_predict_uses_the_default_model_from_any_directory(tmp_path):
+    from tests.test_prediction import write_canvases
+
+    # `pip install .` (not editable) into a directory of its own: the package, its data and
+    # the programs, without saved_models/ (dependencies: this environment's).
+    target = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                            f"--target={target}", ROOT], capture_output=True, text=True, timeout=600,
+                           cwd=str(tmp_path))
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert (target / "dcn_keras" / "weights").is_dir() and not (target / "saved_models").exists()
+    paths, _ = write_canvases(tmp_path / "images", count=3)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(target)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, str(target / "bin" / "dcn_predict"), "--json", *paths],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=str(elsewhere))
+    assert done.returncode == 0, done.stderr[-3000:]
+    installed = json.loads(done.stdout)
+    checkout = json.loads(_run("dcn_predict", "--json", *paths).stdout)
+    assert [r["class"] for r in installed] == [r["class"] for r in checkout]
+    assert [r["patch_boxes"] for r in installed] == [r["patch_boxes"] for r in checkout]
+    for a, b in zip(installed, checkout):
+        assert abs(a["probability"] - b["probability"]) < 1e-4
