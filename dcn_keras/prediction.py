@@ -193,8 +193,8 @@ def predict_files(model_path, paths, batch_size=32, warn=print, keep=None):
 
     def flush():
         outputs = predict(np.stack(batch))
-        for n, path in enumerate(where):
-            records[path] = _record(entries[path][0], outputs, n)
+        for n, index in enumerate(where):
+            records[index] = _record(entries[index][0], outputs, n)
         room = len(batch) if keep is None else max(0, keep - sum(len(x) for x in kept))
         if room:
             kept.append(np.stack(batch[:room]))

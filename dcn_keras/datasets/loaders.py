@@ -108,7 +108,7 @@ def _svhn(split, data_dir=None, seed=0, training=False, crop="whole"):
     records = records.filter(lambda ex: tf.shape(ex["digits"])[0] <= number_labels.MAX_DIGITS).enumerate()
 
     def decode(i, example):
-        example = dict(example, image=tf.io.decode_png(example["image"], channels=3))
+        example = dict(example, image=tf.io.decode_image(example["image"], channels=3, expand_animations=False))
         return svhn_multi_digit.preprocess(example, crop, training, tf.stack([tf.cast(seed, tf.int64), i]))
 
     info = DatasetInfo(

@@ -69,7 +69,7 @@ def dataset_options(config, training):
         options.update(digits=config.digits, mnist_dir=config.mnist_dir,
                        examples_per_digit=config.examples_per_digit if training else 1)
     elif config.dataset == "megapixel_mnist":
-        # A fixed number of canvases per split, as the benchmark defines them.
+        # Evaluation splits: the benchmark's 1,000 canvases each.
         options.update(digits=config.digits, mnist_dir=config.mnist_dir, num_noise=config.num_noise,
                        num_canvases=config.num_canvases if training else None)
     elif config.dataset == "mnist_numbers":
@@ -295,6 +295,7 @@ def train(config, callbacks=(), print_fn=print, export=None):
     with strategy.scope():
         first_epoch = _resume(model, checkpoint_dir, config, print_fn)
     start = time.perf_counter()
+    failed_before = set(read_failures())  # This run's own: others in this process are not its.
     with _no_ran_out_warning():
         history = model.fit(
             _batched(train_data, config, training=True, skip_steps=first_epoch * steps),
@@ -307,7 +308,7 @@ def train(config, callbacks=(), print_fn=print, export=None):
             shuffle=False,  # The dataset is shuffled by load_dataset.
         )
     fit_seconds = time.perf_counter() - start
-    failed = read_failures()
+    failed = sorted(set(read_failures()) - failed_before)
     if failed:
         print_fn(f"dcn_train: {len(failed)} file(s) passed the scan but failed to decode when read, and were "
                  f"skipped: {', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}")
