@@ -95,7 +95,7 @@ def _outcomes(predict, data, batch_size, boxes=None):
     With `boxes` (a multi-digit split's digit boxes), `breakdown` is
     `number_errors.number_error_breakdown` of the run, else None.
     """
-    right_parts, keys, heads, labelled, shares = [], [], [], [], []
+    right_parts, keys, heads, labelled, shares, seen = [], [], [], [], [], 0
     for images, labels in data.batch(batch_size):
         predicted, patch_boxes = predict(images)
         right_parts.append(right_answers(predicted, labels))
@@ -104,9 +104,9 @@ def _outcomes(predict, data, batch_size, boxes=None):
             heads.append({h: np.asarray(p) for h, p in predicted.items()})
             labelled.append({h: np.asarray(v) for h, v in labels.items()})
             if patch_boxes is not None:
-                start = sum(len(k) for k in keys[:-1])
                 shares.append(number_errors.ink_share_in_patches(
-                    images.numpy(), boxes[start:start + len(keys[-1])], np.asarray(patch_boxes)))
+                    images.numpy(), boxes[seen:seen + len(keys[-1])], np.asarray(patch_boxes)))
+        seen += len(keys[-1])
     breakdown = None
     if boxes is not None and heads:
         joined = [{h: np.concatenate([part[h] for part in parts]) for h in parts[0]} for parts in (heads, labelled)]
