@@ -16,12 +16,12 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # By colour type; a palette deco
 
 
 def _read_png(f):
-    f.seek(0)
-    head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    # After the 8-byte signature `image_header` matched: the IHDR chunk's length, type and fields.
+    head = f.read(18)
+    if len(head) < 18 or head[4:8] != b"IHDR":
         return None
-    width, height = struct.unpack(">II", head[16:24])
-    channels = _PNG_CHANNELS.get(head[25])
+    width, height = struct.unpack(">II", head[8:16])
+    channels = _PNG_CHANNELS.get(head[17])
     return (height, width, channels) if channels else None
 
 
