@@ -25,6 +25,7 @@ from dcn_keras.presets.house_numbers import svhn_patch_exact_towers
 from dcn_keras.presets.house_numbers import svhn_positional
 from dcn_keras.presets.house_numbers import svhn_positional_towers
 from dcn_keras.presets.house_numbers import svhn_reader
+from dcn_keras.presets.house_numbers import svhn_reader_heads
 from dcn_keras.presets.house_numbers import svhn_reader_max
 from dcn_keras.presets.house_numbers import svhn_reader_towers
 from dcn_keras.presets.house_numbers import svhn_towers
@@ -38,7 +39,7 @@ from dcn_keras.presets.own_images import images_towers
 __all__ = ["PRESETS", "PRETRAINED", "cluttered_mnist", "cluttered_mnist_fast", "cluttered_mnist_towers",
            "image_scale", "images", "images_towers", "megapixel_mnist", "megapixel_mnist_towers", "preset_options", "svhn", "svhn_cropped",
            "svhn_cropped_towers", "svhn_patch_exact", "svhn_patch_exact_towers", "svhn_positional",
-           "svhn_positional_towers", "svhn_reader", "svhn_reader_max", "svhn_reader_towers", "svhn_towers",
+           "svhn_positional_towers", "svhn_reader", "svhn_reader_heads", "svhn_reader_max", "svhn_reader_towers", "svhn_towers",
            "weights_path"]
 
 PRESETS = {
@@ -48,6 +49,7 @@ PRESETS = {
     "svhn_positional": svhn_positional,
     "svhn_patch_exact": svhn_patch_exact,
     "svhn_reader": svhn_reader,
+    "svhn_reader_heads": svhn_reader_heads,
     "svhn_reader_max": svhn_reader_max,
     "svhn_cropped": svhn_cropped,
     "images": images,

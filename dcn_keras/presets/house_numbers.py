@@ -9,6 +9,7 @@ from dcn_keras.presets.blocks import patch_exact_fine_tower
 from dcn_keras.presets.blocks import top_conv
 
 layers = keras.layers
+READER_POOLS = ("attention", "max", "per_head")
 
 
 def svhn_towers(features=48, max_digits=5):
@@ -22,7 +23,7 @@ def svhn_towers(features=48, max_digits=5):
     head (classes 0-5) and `digit_1`..`digit_5` heads (classes 0-9, and 10
     for "no digit").
     """
-    return _svhn_towers(features, max_digits, layers.GlobalMaxPooling2D(name="top_pool"))
+    return _svhn_towers(features, max_digits, _whole(layers.GlobalMaxPooling2D(name="top_pool")))
 
 
 def _svhn_towers(features, max_digits, pool, fine_tower=fine_tower):
@@ -32,13 +33,17 @@ def _svhn_towers(features, max_digits, pool, fine_tower=fine_tower):
     h = conv(features, 3, strides=2, name="coarse_conv2")(h)
     coarse = keras.Model(x, h, name="coarse")
     grid = keras.Input((None, None, features), name="grid")
-    h = pool(top_conv(96, 3)(grid))
-    if len(h.shape) > 2:  # A pool that keeps positions: flatten them into the dense layer.
-        h = layers.Flatten(name="top_flatten")(h)
-    h = layers.Dense(192, activation="relu", name="top_dense")(h)
-    heads = {"length": layers.Dense(max_digits + 1, name="length")(h)}
-    for i in range(1, max_digits + 1):
-        heads[f"digit_{i}"] = layers.Dense(11, name=f"digit_{i}")(h)
+    classes = {"length": max_digits + 1, **{f"digit_{i}": 11 for i in range(1, max_digits + 1)}}
+    h = pool(top_conv(96, 3)(grid), tuple(classes))
+    if isinstance(h, dict):  # A reading per head, each through its own dense layer.
+        heads = {name: layers.Dense(count, name=name)(
+            layers.Dense(192, activation="relu", name=f"top_dense_{name}")(h[name]))
+            for name, count in classes.items()}
+    else:
+        if len(h.shape) > 2:  # A pool that keeps positions: flatten them into the dense layer.
+            h = layers.Flatten(name="top_flatten")(h)
+        h = layers.Dense(192, activation="relu", name="top_dense")(h)
+        heads = {name: layers.Dense(count, name=name)(h) for name, count in classes.items()}
     top = keras.Model(grid, heads, name="top")
     return {"coarse": coarse, "fine": fine_tower(3, features), "top": top}
 
@@ -60,7 +65,7 @@ def svhn_positional_towers(features=48, max_digits=5, columns=6, rows=2):
     CAM saliency needs a global pool, so this top takes the entropy
     gradient only.
     """
-    return _svhn_towers(features, max_digits, BandMaxPooling2D((rows, columns), name="top_pool"))
+    return _svhn_towers(features, max_digits, _whole(BandMaxPooling2D((rows, columns), name="top_pool")))
 
 
 def svhn_positional():
@@ -82,7 +87,7 @@ def svhn_patch_exact_towers(features=48, max_digits=5, columns=6, rows=2):
     and the DCN with every cell refined is the fine model. Per patch it costs
     2.5 M multiply-adds (the `svhn` fine tower: 4.7 M).
     """
-    return _svhn_towers(features, max_digits, BandMaxPooling2D((rows, columns), name="top_pool"),
+    return _svhn_towers(features, max_digits, _whole(BandMaxPooling2D((rows, columns), name="top_pool")),
                         fine_tower=patch_exact_fine_tower)
 
 
@@ -107,16 +112,28 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention
     Coarse and fine towers as in `svhn_patch_exact`. `pool="max"` takes a
     global max pool instead: the reader's first stage in docs/scaling.md,
     whose readings the attention pool then learns to score.
+    `pool="per_head"` gives each head (the length and each digit place) its
+    own attention pool and dense layer, so the reading of the third digit
+    can come from the window around it rather than the one window all heads
+    share (`top_pool_digit_3`, `top_dense_digit_3`, ...; `--init_from` a
+    one-pool reader starts every head as that reader's pool and dense).
     """
-    if pool not in ("attention", "max"):
-        raise ValueError(f"pool={pool!r} is not valid; choose one of: attention, max.")
+    if pool not in READER_POOLS:
+        raise ValueError(f"pool={pool!r} is not valid; choose one of: {', '.join(READER_POOLS)}.")
     rows, columns = window
-    def read(h):
+    def read(h, heads):
         h = conv(64, (rows, 2), strides=2, padding="same", name="top_rows")(h)
         h = conv(192, (1, columns), padding="same", name="top_read")(h)
+        if pool == "per_head":
+            return {name: AttentionPooling2D(name=f"top_pool_{name}")(h) for name in heads}
         pooling = AttentionPooling2D if pool == "attention" else layers.GlobalMaxPooling2D
         return pooling(name="top_pool")(h)
     return _svhn_towers(features, max_digits, read, fine_tower=patch_exact_fine_tower)
+
+
+def _whole(pool):
+    # A top pool that serves every head the same vector.
+    return lambda h, heads: pool(h)
 
 
 def svhn_reader():
@@ -128,6 +145,11 @@ def svhn_reader():
     # cells holding a chosen one: a number's cells crowd together, so that
     # does the fine pass in 0.7 of the multiply-adds, with the same outputs.
     return dict(svhn_reader_towers(), image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
+
+
+def svhn_reader_heads():
+    # The reader with an attention pool per head (docs/scaling.md).
+    return dict(svhn_reader_towers(pool="per_head"), image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
 
 
 def svhn_reader_max():

@@ -15,7 +15,9 @@ def initialize_from(model, path, print_fn=None):
     start from a trained fine model (its fine tower and top) or another DCN.
     A sub-network whose layers differ is copied layer by layer: a layer the
     source lacks (or holds without weights, e.g. a max pool where this model
-    has an attention pool) keeps its initialization, and `print_fn` is told.
+    has an attention pool) keeps its initialization, and `print_fn` is told;
+    a layer of one head (`top_pool_digit_3`, `svhn_reader_heads`) where the
+    source has one layer for all heads (`top_pool`) starts as that layer.
 
     Returns:
         The names of the sub-networks copied, in `("coarse", "fine", "top")` order.
@@ -58,16 +60,25 @@ def _copy_layers(src, dst, name):
     for layer in dst.layers:
         if not layer.weights:
             continue
-        if layer.name not in by_name:
+        source = by_name.get(layer.name) or _shared_by_heads(layer, by_name)
+        if source is None:
             left.append(layer.name)
             continue
-        if _shapes(by_name[layer.name]) != _shapes(layer):
+        if _shapes(source) != _shapes(layer):
             raise ValueError(f"{name} has weights of shapes {_shapes(src)}, this model's {_shapes(dst)} "
-                             f"(layer {layer.name!r}: {_shapes(by_name[layer.name])} against {_shapes(layer)}).")
-        layer.set_weights(by_name[layer.name].get_weights())
+                             f"(layer {layer.name!r}: {_shapes(source)} against {_shapes(layer)}).")
+        layer.set_weights(source.get_weights())
     if len(left) == len([layer for layer in dst.layers if layer.weights]):
         raise ValueError(f"{name} shares no layer with this model's (weights {_shapes(src)} against {_shapes(dst)}).")
     return left
+
+
+def _shared_by_heads(layer, by_name):
+    # A layer of one head (`top_pool_digit_3`) starts as the layer all heads
+    # share in the source (`top_pool`), when their weights have one shape.
+    shared = [name for name in by_name if layer.name.startswith(name + "_")
+              and _shapes(by_name[name]) == _shapes(layer)]
+    return by_name[max(shared, key=len)] if shared else None
 
 
 def freeze(model, parts, copied):
