@@ -30,8 +30,8 @@ def blank_filled_logits(dcn, images):
     out = dcn.forward(images)
     height, width = dcn.geometry.patch_size
     blank = dcn.fine(tf.zeros([1, height, width, dcn.image_shape[-1]], images.dtype))
-    grid = tf.zeros_like(out["grid"]) + tf.reshape(blank, [1, 1, 1, -1])
-    return dcn.top(dcn.cell_scatter(grid, out["locations"], out["fine_vectors"]))
+    grid = tf.zeros_like(out.grid) + tf.reshape(blank, [1, 1, 1, -1])
+    return dcn.top(dcn.cell_scatter(grid, out.locations, out.fine_vectors))
 
 
 def _keras_predictor(model, unrefined="coarse"):

@@ -79,15 +79,15 @@ def test_blank_filled_logits_keep_the_selected_fine_vectors_and_blank_the_rest()
     blank = dcn.fine(tf.zeros([1, *dcn.geometry.patch_size, 1])).numpy().reshape(-1)
     assert np.any(blank > 0)
     grid = np.tile(blank, (3, *dcn.geometry.grid_shape, 1))
-    for b, cells in enumerate(out["locations"].numpy()):
-        for (row, col), vector in zip(cells, out["fine_vectors"].numpy()[b]):
+    for b, cells in enumerate(out.locations.numpy()):
+        for (row, col), vector in zip(cells, out.fine_vectors.numpy()[b]):
             grid[b, row, col] = vector
     np.testing.assert_allclose(blank_filled_logits(dcn, images), dcn.top(grid), rtol=1e-5, atol=1e-5)
-    assert not np.allclose(blank_filled_logits(dcn, images), out["logits"], atol=1e-3)
+    assert not np.allclose(blank_filled_logits(dcn, images), out.logits, atol=1e-3)
 
     # Every cell refined: nothing is left to fill, so the DCN's own logits.
     everything = dcn.with_num_patches(int(np.prod(dcn.geometry.grid_shape)))
-    np.testing.assert_allclose(blank_filled_logits(everything, images), everything.forward(images)["logits"],
+    np.testing.assert_allclose(blank_filled_logits(everything, images), everything.forward(images).logits,
                                rtol=1e-5, atol=1e-5)
 
 

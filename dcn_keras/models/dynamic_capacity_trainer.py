@@ -40,11 +40,11 @@ class DynamicCapacityTrainer:
 
     def compute_losses(self, labels, out, sample_weight=None):
         """Each loss term, as a per-replica mean over the batch."""
-        labels = labels_per_head(labels, out["logits"])
-        refined_ce, correct = per_example_ce_and_correct(labels, out["logits"])
-        coarse_ce, coarse_correct = per_example_ce_and_correct(labels, out["coarse_logits"])
-        diff = tf.cast(out["coarse_vectors"], tf.float32) - tf.stop_gradient(
-            tf.cast(out["fine_vectors"], tf.float32)
+        labels = labels_per_head(labels, out.logits)
+        refined_ce, correct = per_example_ce_and_correct(labels, out.logits)
+        coarse_ce, coarse_correct = per_example_ce_and_correct(labels, out.coarse_logits)
+        diff = tf.cast(out.coarse_vectors, tf.float32) - tf.stop_gradient(
+            tf.cast(out.fine_vectors, tf.float32)
         )
         hint = tf.reduce_mean(tf.square(diff), axis=[1, 2])
         terms = {

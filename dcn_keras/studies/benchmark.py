@@ -206,7 +206,7 @@ def _windows_per_image(dcn, batches):
     # The mean fine-tower windows per image of a tiled DCN on `batches` (None: patch by patch).
     if dcn.tile_gather is None:
         return None
-    counts = [dcn.tile_gather(x, dcn.forward(x)["locations"])[0].shape[0] / x.shape[0] for x in batches]
+    counts = [dcn.tile_gather(x, dcn.forward(x).locations)[0].shape[0] / x.shape[0] for x in batches]
     return float(np.mean(counts))
 
 

@@ -24,24 +24,23 @@ def time_parts(dcn, images, warmup=5, repeats=30):
     little per-call overhead, so the stages sum to somewhat more than `whole`.
     """
     out = dcn.forward(images)
-    grid, saliency, locations = out["grid"], out["saliency"], out["locations"]
+    grid, saliency, locations = out.grid, out.saliency, out.locations
     patches = _fine_tower_input(dcn, images, locations)
     cells = tf.reshape(saliency, [tf.shape(saliency)[0], -1])
     split = dcn.incremental_top
     stages = {
         "coarse": (lambda x: dcn.coarse(x), (images,)),
-        "saliency": (lambda g: dcn.saliency_layer(g, top=dcn.top)["saliency"], (grid,)),
+        "saliency": (lambda g: dcn.scoring(g, training=False)[1], (grid,)),
         "top_k": (lambda s: tf.math.top_k(s, dcn.num_patches).indices, (cells,)),
         "gather": (_gather(dcn), (images, locations)),
         "fine": (lambda p: dcn.fine(p), (patches,)),
-        "scatter": (lambda g, l, v: dcn.cell_scatter(g, l, v), (grid, locations, out["fine_vectors"])),
-        "top": (lambda g: dcn.top(g), (out["refined_grid"],)),
+        "scatter": (lambda g, l, v: dcn.cell_scatter(g, l, v), (grid, locations, out.fine_vectors)),
+        "top": (lambda g: dcn.top(g), (out.refined_grid,)),
     }
     if split is not None:
-        deltas = out["fine_vectors"] - out["coarse_vectors"]
+        deltas = out.fine_vectors - out.coarse_vectors
         pre_activation = split.coarse_pass(grid)["pre_activation"]
         del stages["scatter"]
-        stages["saliency"] = (lambda g: split.coarse_pass(g)["saliency"], (grid,))
         stages["top"] = (split.refined_logits, (pre_activation, locations, deltas))
     stages["whole"] = (lambda x: dcn(x, training=False)["probabilities"], (images,))
     return {name: 1e3 * median_seconds(tf.function(fn), args, warmup, repeats)
@@ -83,11 +82,11 @@ def convolution_floor(dcn, images):
     out = dcn.forward(images)
     # Patches stay batch-major ([batch, k, ph, pw, C]) so `floor_fn` can slice
     # them; a tiled DCN's windows are not per image (`floor_fn` refuses to slice).
-    patches = _gather(dcn)(images, out["locations"])
+    patches = _gather(dcn)(images, out.locations)
     # The backward convolution's input is the entropy's gradient at the
     # pre-activations; a convolution's time does not depend on the values,
     # so the pre-activations themselves stand in for it.
-    gradient_shaped = top_convolution(out["grid"])
+    gradient_shaped = top_convolution(out.grid)
 
     def fn(x, dy, p):
         grid = dcn.coarse(x)
@@ -192,7 +191,7 @@ def layer_breakdown(base, dcns, images, warmup, repeats):
     padded = keras.layers.ZeroPadding2D(base.geometry.padding)(images)
     times = {f"coarse tower, {batch} images": time_layers(base.coarse, images, warmup, repeats)}
     for k, dcn in dcns.items():
-        patches = _fine_tower_input(dcn, images, dcn.forward(images)["locations"])
+        patches = _fine_tower_input(dcn, images, dcn.forward(images).locations)
         cut = (f"{patches.shape[0]} windows of {dcn.fine_tile}x{dcn.fine_tile} cells" if dcn.tile_gather is not None
                else f"{batch * k} patches")
         times[f"fine tower, {cut} (k={k})"] = time_layers(base.fine, patches, warmup, repeats)

@@ -26,7 +26,7 @@ from dcn_keras.io_utils import atomic_path
 from dcn_keras.studies.macs import model_macs
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
-from dcn_keras.models.dynamic_capacity_network import SALIENCIES
+from dcn_keras.models.settings import SALIENCIES
 from dcn_keras.models.objective import coarse_confidence
 from dcn_keras.models.objective import probabilities
 from dcn_keras.serving.export import flat_outputs

@@ -11,7 +11,7 @@ from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
 from dcn_keras.datasets.megapixel_mnist import MIN_CANVAS as MEGAPIXEL_MIN_CANVAS
 from dcn_keras.datasets.number_labels import check_max_digits
 from dcn_keras.layers.patch_gather import METHODS
-from dcn_keras.models.dynamic_capacity_network import SALIENCIES
+from dcn_keras.models.settings import SALIENCIES
 from dcn_keras.models.loading import DTYPE_POLICIES
 
 MODELS = ("dcn", "fine", "coarse")

@@ -56,8 +56,8 @@ def test_refined_grid_is_coarse_except_fine_vectors_at_the_right_windows(num_pat
     model = preset_model(num_patches=num_patches)
     images = random_images(2, seed=2)
     out = model.forward(images)
-    grid, refined = out["grid"].numpy(), out["refined_grid"].numpy()
-    locations = out["locations"].numpy()
+    grid, refined = out.grid.numpy(), out.refined_grid.numpy()
+    locations = out.locations.numpy()
     fine = _numpy_fine_vectors(model, images, locations)
     expected = grid.copy()
     for b in range(2):
@@ -287,7 +287,7 @@ def test_incremental_and_full_top_passes_give_the_same_outputs(preset, shape):
 
 
 def _op_types(model, images, training=False):
-    return [op.type for op in traced_ops(lambda x: model.forward(x, training=training)["logits"], images)]
+    return [op.type for op in traced_ops(lambda x: model.forward(x, training=training).logits, images)]
 
 
 def test_the_incremental_top_pass_runs_one_top_convolution_fewer_and_not_in_training():
@@ -354,7 +354,7 @@ def test_a_fine_pass_per_block_needs_a_valid_tile_and_a_patch_exact_tower(fine_t
 
 
 def test_every_copy_keeps_every_setting_it_does_not_change_class_names_included():
-    from dcn_keras.models.dynamic_capacity_network import SETTINGS
+    from dcn_keras.models.settings import SETTINGS
 
     names = [f"c{i}" for i in range(10)]
     model = preset_model(num_patches=5, coarse_weight=0.3, hint_weight=0.5, exit_threshold=0.9, saliency="cam",

@@ -64,7 +64,7 @@ def test_load_model_with_a_dtype_policy_computes_under_it_on_the_same_weights(tm
         np.testing.assert_array_equal(ours.numpy(), saved.numpy())
     out, reference = bf16(images), model.with_num_patches(4)(images)
     assert out["probabilities"].dtype == out["saliency"].dtype == "float32"
-    assert bf16.forward(images)["grid"].dtype == "bfloat16"
+    assert bf16.forward(images).grid.dtype == "bfloat16"
     np.testing.assert_allclose(out["probabilities"], reference["probabilities"], atol=0.02)
     assert not np.array_equal(out["probabilities"], reference["probabilities"])
 

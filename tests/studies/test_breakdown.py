@@ -68,7 +68,7 @@ def test_the_floor_runs_the_dcns_convolutions_and_pools_and_nothing_else():
     grid = dcn.coarse(images)
     pre = tf.nn.conv2d(grid, conv.kernel, 2, "VALID") + conv.bias
     out = dcn.forward(images)
-    patches = tf.reshape(dcn.patch_gather(images, out["locations"]), [-1, 14, 14, 1])
+    patches = tf.reshape(dcn.patch_gather(images, out.locations), [-1, 14, 14, 1])
     phased = phase_products(pre, phase_kernel(conv.kernel, 2))
     expected = breakdown._one_number([pre, phased, dcn.fine(patches), pre])
     np.testing.assert_allclose(tf.function(fn)(*args), expected, rtol=1e-5)
