@@ -7,7 +7,8 @@ import numpy as np
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
-from dcn_keras.layers.patch_gather import int_pair
+from dcn_keras.grid_arithmetic import int_pair
+from dcn_keras.grid_arithmetic import patches_span
 
 # Layers that change nothing spatially; anything else without kernel/pool
 # attributes is rejected so that an unknown resampling layer cannot silently
@@ -131,12 +132,8 @@ class PatchGeometry:
         """`((top, bottom), (left, right))` zero padding that holds every patch."""
         pads = []
         for axis in (0, 1):
-            before = max(0, -self.offset[axis])
-            end = (
-                self.offset[axis]
-                + (self.grid_shape[axis] - 1) * self.stride[axis]
-                + self.patch_size[axis]
-            )
+            before, end = patches_span(self.offset[axis], self.grid_shape[axis], self.stride[axis],
+                                       self.patch_size[axis])
             pads.append((before, max(0, end - self.image_shape[axis])))
         return tuple(pads)
 

@@ -2,7 +2,7 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
-from dcn_keras.layers.patch_gather import int_pair
+from dcn_keras.grid_arithmetic import int_pair
 
 
 def _bounds(size, bins, i):

@@ -2,25 +2,7 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
-
-
-def head_list(logits):
-    """Logits of every softmax head: a dict (in key order), a list, or one tensor."""
-    if isinstance(logits, dict):
-        return [logits[name] for name in sorted(logits)]
-    if isinstance(logits, (list, tuple)):
-        return list(logits)
-    return [logits]
-
-
-def prediction_entropy(logits):
-    """Per-example entropy in float32, summed over softmax heads."""
-    total = 0.0
-    for head in head_list(logits):
-        head = tf.cast(head, tf.float32)
-        log_p = tf.nn.log_softmax(head, axis=-1)
-        total += -tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1)
-    return total
+from dcn_keras.heads import prediction_entropy
 
 
 @keras.saving.register_keras_serializable(package="dcn_keras")

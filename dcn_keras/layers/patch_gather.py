@@ -2,23 +2,10 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.grid_arithmetic import int_pair
+from dcn_keras.grid_arithmetic import patches_span
 
 METHODS = ("index", "extract_patches")
-
-
-def int_pair(value, name, minimum=None):
-    """`value` (an int or a pair of ints) as a pair, or a ValueError naming it."""
-    pair = (value, value) if isinstance(value, int) else value
-    valid = (
-        isinstance(pair, (tuple, list))
-        and len(pair) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
-        and (minimum is None or min(pair) >= minimum)
-    )
-    if not valid:
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"`{name}` must be an int or a pair of ints{bound}; got {value!r}.")
-    return tuple(pair)
 
 
 @keras.saving.register_keras_serializable(package="dcn_keras")
@@ -79,12 +66,9 @@ class PatchGather(keras.layers.Layer):
             size = images.shape[axis + 1]
             if size is None:
                 size = tf.shape(images)[axis + 1]
-            end = (
-                self.offset[axis]
-                + (self.grid_shape[axis] - 1) * self.strides[axis]
-                + self.patch_size[axis]
-            )
-            pads.append([max(0, -self.offset[axis]), tf.maximum(0, end - size)])
+            before, end = patches_span(self.offset[axis], self.grid_shape[axis], self.strides[axis],
+                                       self.patch_size[axis])
+            pads.append([before, tf.maximum(0, end - size)])
         pads.append([0, 0])
         return tf.pad(images, pads)
 

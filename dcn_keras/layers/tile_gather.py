@@ -2,9 +2,9 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.grid_arithmetic import int_pair
 from dcn_keras.layers.patch_gather import METHODS
 from dcn_keras.layers.patch_gather import PatchGather
-from dcn_keras.layers.patch_gather import int_pair
 
 
 @keras.saving.register_keras_serializable(package="dcn_keras")

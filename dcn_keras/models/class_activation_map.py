@@ -3,8 +3,8 @@
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.layers.phase_gradient_conv2d import input_gradient
-from dcn_keras.models.incremental_top import first_convolution
-from dcn_keras.models.incremental_top import sole_user
+from dcn_keras.models.top_structure import first_convolution
+from dcn_keras.models.top_structure import sole_user
 
 _POOLS = (keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D)
 

@@ -2,8 +2,10 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
-from dcn_keras.layers.entropy_saliency import prediction_entropy
+from dcn_keras.heads import prediction_entropy
 from dcn_keras.layers.phase_gradient_conv2d import input_gradient_squared_norm
+from dcn_keras.models.top_structure import first_convolution
+from dcn_keras.models.top_structure import sole_user
 
 
 class IncrementalTop:
@@ -131,22 +133,6 @@ class IncrementalTop:
         return logits, at_peak * share[:, None, None, :]
 
 
-def sole_user(top, tensor):
-    # The one layer of `top` taking `tensor`, or None (several, or a layer
-    # called more than once: not a plain chain).
-    users = []
-    for layer in top.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        try:
-            layer_inputs = tf.nest.flatten(layer.input)
-        except (AttributeError, ValueError):
-            return None
-        if any(t is tensor for t in layer_inputs):
-            users.append(layer)
-    return users[0] if len(users) == 1 else None
-
-
 def _max_pool_after(top, conv):
     # The GlobalMaxPooling2D that alone takes the convolution's output, where
     # the convolution's activation commutes with the maximum; else None.
@@ -158,24 +144,6 @@ def _max_pool_after(top, conv):
     if isinstance(pool, keras.layers.GlobalMaxPooling2D) and pool.data_format == "channels_last":
         return pool
     return None
-
-
-def first_convolution(top):
-    # The Conv2D that alone takes a functional top's input, if it qualifies.
-    inputs = getattr(top, "inputs", None)
-    if not isinstance(top, keras.Model) or not inputs or len(inputs) != 1:
-        return None
-    conv = sole_user(top, inputs[0])
-    if not (
-        isinstance(conv, keras.layers.Conv2D)
-        and conv.data_format == "channels_last"
-        and conv.padding == "valid"
-        and tuple(conv.dilation_rate) == (1, 1)
-        and conv.groups == 1
-        and conv.strides[0] == conv.strides[1]
-    ):
-        return None
-    return conv
 
 
 def _add_cell_deltas(pre_activation, locations, deltas, kernel, stride):

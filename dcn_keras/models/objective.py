@@ -1,7 +1,7 @@
 """The DCN objective's pieces: per-head softmax, cross-entropy, accuracy."""
 
 from dcn_keras.backend import tf
-from dcn_keras.layers.entropy_saliency import head_list
+from dcn_keras.heads import head_list
 
 # Starts the message of every input assert inside a step, so `fit` can tell
 # them from other graph errors (`fit_checks.graph_checks_as_value_errors`).
