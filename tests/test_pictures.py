@@ -46,9 +46,19 @@ def test_saved_picture_has_a_row_per_image_and_the_saliency_on_the_image_pixels(
     assert Image.open(path).format == "PNG"
     three = np.asarray(Image.open(path))
     assert one.dtype == np.uint8 and one.shape[1] == three.shape[1] and 2.5 < three.shape[0] / one.shape[0] < 3.5
-    # Red boxes are drawn.
-    red = (one[..., 0] > 200) & (one[..., 1] < 60) & (one[..., 2] < 60)
-    assert red.sum() > 100
+    # Red boxes are drawn where the patches are: every patch moved to the
+    # top-left cell, then to the bottom-right one, moves the red pixels so.
+    def red_centre(row_col):
+        moved = {k: v[:1] for k, v in out.items()}
+        moved["locations"] = np.tile(np.array(row_col, np.int32), (1, 8, 1))
+        moved["patch_boxes"] = np.asarray(model.geometry.boxes(moved["locations"]))
+        drawn = pictures.render(images[:1], moved)
+        red = (drawn[..., 0] > 200) & (drawn[..., 1] < 60) & (drawn[..., 2] < 60)
+        assert red.sum() > 20
+        return np.argwhere(red).mean(axis=0)
+
+    top_left, bottom_right = red_centre((0, 0)), red_centre((22, 22))
+    assert np.all(bottom_right - top_left > 0.3 * np.array(one.shape[:2]) / np.array([1, 2]))
 
 
 def test_an_image_that_exited_early_is_drawn_without_patches():

@@ -3,6 +3,7 @@ import pytest
 
 from dcn_keras.backend import keras
 from dcn_keras.layers import AttentionPooling2D
+from tests.layer_test import run_layer_test
 
 
 def test_starts_as_an_average_and_a_strong_score_picks_one_position():
@@ -42,3 +43,11 @@ def test_any_size_in_a_model_and_saved(tmp_path):
 def test_unknown_channels_are_named():
     with pytest.raises(ValueError, match="AttentionPooling2D needs a known channel count"):
         AttentionPooling2D().build((None, None, None, None))
+
+
+def test_the_layer_contract_holds(tmp_path):
+    rng = np.random.default_rng(0)
+    layer_inputs = [rng.random((2, 3, 4, 5), dtype=np.float32)]
+    out = run_layer_test(AttentionPooling2D, {"name": "pool"}, layer_inputs, (2, 5), tmp_path=tmp_path)
+    # A zero score is an average pool.
+    np.testing.assert_allclose(out, layer_inputs[0].mean(axis=(1, 2)), rtol=1e-5)

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from dcn_keras.backend import keras
 from dcn_keras.layers import BandMaxPooling2D
+from tests.layer_test import run_layer_test
 
 
 def _numpy_bands(x, rows, cols):
@@ -61,3 +62,9 @@ def test_the_gradient_reaches_each_bins_maximum_as_through_slices(height, width)
         grads.append(tape.gradient(loss, x).numpy())
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-6)
     assert np.count_nonzero(grads[0]) > 0
+
+
+def test_the_layer_contract_holds(tmp_path):
+    image = np.random.default_rng(0).random((2, 7, 9, 4), dtype=np.float32)
+    out = run_layer_test(BandMaxPooling2D, {"output_size": (2, 3)}, [image], (2, 2, 3, 4), tmp_path=tmp_path)
+    np.testing.assert_allclose(np.max(out, axis=(1, 2)), image.max(axis=(1, 2)))

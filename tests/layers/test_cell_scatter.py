@@ -2,6 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcn_keras.layers import CellScatter
+from tests.layer_test import run_layer_test
 
 
 def test_writes_vectors_at_cells_and_keeps_the_rest():
@@ -30,3 +31,12 @@ def test_gradients_go_to_the_tower_that_produced_each_cell():
     mask[0, 2, 2] = 0
     np.testing.assert_array_equal(d_grid.numpy(), mask)
     np.testing.assert_array_equal(d_vectors.numpy(), np.ones((1, 2, 2)))
+
+
+def test_the_layer_contract_holds(tmp_path):
+    rng = np.random.default_rng(0)
+    grid = rng.random((2, 4, 5, 3), dtype=np.float32)
+    locations = np.array([[[0, 0], [3, 4]], [[1, 2], [2, 1]]], np.int32)
+    vectors = rng.random((2, 2, 3), dtype=np.float32)
+    out = run_layer_test(CellScatter, {}, [grid, locations, vectors], (2, 4, 5, 3), tmp_path=tmp_path)
+    np.testing.assert_allclose(np.asarray(out)[1, 2, 1], vectors[1, 1])

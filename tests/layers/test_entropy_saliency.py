@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from dcn_keras.backend import keras
 from dcn_keras.layers import EntropySaliency
+from tests.layer_test import run_layer_test
 
 
 def _top(heads):
@@ -68,3 +69,11 @@ def test_saliency_is_constant_for_outer_gradients():
         saliency = EntropySaliency()(grid, top=top)["saliency"]
         total = tf.reduce_sum(saliency)
     assert tape.gradient(total, grid) is None
+
+
+def test_the_layer_contract_holds():
+    grid = keras.Input((None, None, 3))
+    top = keras.Model(grid, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(grid)))
+    values = np.random.default_rng(0).random((2, 5, 6, 3), dtype=np.float32)
+    out = run_layer_test(EntropySaliency, {}, [values], [(2, 4), (2, 5, 6)], call_kwargs={"top": top})
+    assert np.all(np.asarray(out["saliency"]) > 0)

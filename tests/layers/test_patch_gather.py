@@ -3,6 +3,7 @@ import pytest
 
 from dcn_keras.backend import keras
 from dcn_keras.layers import PatchGather
+from tests.layer_test import run_layer_test
 
 
 def _numpy_patches(images, locations, patch, stride, offset):
@@ -71,3 +72,11 @@ def test_bad_arguments_name_the_value(kwargs, message):
     args = dict(patch_size=14, strides=4, offset=-2, grid_shape=(23, 23))
     with pytest.raises(ValueError, match=message):
         PatchGather(**{**args, **kwargs})
+
+
+def test_the_layer_contract_holds(tmp_path):
+    images = np.arange(2 * 7 * 7, dtype=np.float32).reshape(2, 7, 7, 1)
+    locations = np.array([[[0, 0], [2, 1]], [[1, 1], [0, 2]]], np.int32)
+    args = {"patch_size": (3, 3), "strides": (2, 2), "offset": (0, 0), "grid_shape": (3, 3), "method": "index"}
+    out = run_layer_test(PatchGather, args, [images, locations], (2, 2, 3, 3, 1), tmp_path=tmp_path)
+    np.testing.assert_array_equal(np.asarray(out)[0, 1, ..., 0], images[0, 4:7, 2:5, 0])

@@ -5,6 +5,7 @@ import tensorflow as tf
 from dcn_keras.backend import keras
 from dcn_keras.layers import PhaseGradientConv2D
 from tests.helpers import traced_ops
+from tests.layer_test import run_layer_test
 
 
 def _pair(filters, kernel, input_shape, seed=0, **kwargs):
@@ -115,3 +116,11 @@ def test_keras_file_round_trip_keeps_the_class(tmp_path):
     assert type(loaded.get_layer("conv")) is PhaseGradientConv2D
     x = tf.random.normal((1, 9, 9, 4))
     np.testing.assert_array_equal(model(x), loaded(x))
+
+
+def test_the_layer_contract_holds(tmp_path):
+    image = np.random.default_rng(0).random((2, 9, 9, 2), dtype=np.float32)
+    args = {"filters": 4, "kernel_size": (3, 3), "strides": (2, 2), "activation": "relu"}
+    out = run_layer_test(PhaseGradientConv2D, {k: v for k, v in args.items() if k != "activation"}, [image],
+                         (2, 4, 4, 4), tmp_path=tmp_path)
+    assert np.any(np.asarray(out) != 0)

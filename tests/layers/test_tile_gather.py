@@ -6,6 +6,7 @@ from dcn_keras.backend import tf
 from dcn_keras.layers import PatchGather
 from dcn_keras.layers import TileGather
 from dcn_keras.presets.blocks import patch_exact_fine_tower
+from tests.layer_test import run_layer_test
 
 
 def _locations(rng, grid, batch, k):
@@ -81,3 +82,13 @@ def test_a_tower_that_pads_or_misses_the_block_grid_is_refused():
     coarse_step = keras.Model(x, keras.layers.Conv2D(8, 14, strides=8, name="big_step")(x))
     with pytest.raises(ValueError, match=r"this one gives 1x1\. Use tile=1"):
         layer.check_fine_tower(coarse_step, 3)
+
+
+def test_the_layer_contract_holds(tmp_path):
+    images = np.random.default_rng(0).random((2, 9, 9, 1), dtype=np.float32)
+    # Image 0's two cells share one 2x2 block, image 1's lie in two: three windows.
+    locations = np.array([[[0, 0], [0, 1]], [[0, 0], [3, 3]]], np.int32)
+    args = {"patch_size": (3, 3), "strides": (2, 2), "offset": (0, 0), "grid_shape": (4, 4), "tile": 2}
+    windows, pick = run_layer_test(TileGather, args, [images, locations], [(3, 5, 5, 1), (2, 2)],
+                                   tmp_path=tmp_path)
+    np.testing.assert_array_equal(np.asarray(windows)[0], images[0, :5, :5])
