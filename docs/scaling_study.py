@@ -3,12 +3,12 @@
     python docs/scaling_study.py
 
 Each row joins two files the commands of docs/scaling.md wrote for one canvas
-size: `docs/eval_scaling_NAME.json` (`bin/dcn_eval --compare_to=FINE --json`:
+size: `docs/measurements/eval_scaling_NAME.json` (`bin/dcn_eval --compare_to=FINE --json`:
 the DCN's and the fine model's errors on the same test images) and
-`docs/bench_scaling_NAME.json` (`bin/dcn_bench --weights --json`: multiply-adds
+`docs/measurements/bench_scaling_NAME.json` (`bin/dcn_bench --weights --json`: multiply-adds
 and times, each model on its best runtime). Rows whose files are not there yet
 are skipped and named. Coverage is measured on the test split here.
-Writes docs/scaling.json and docs/scaling.png and prints the Markdown table and
+Writes docs/measurements/scaling.json and docs/scaling.png and prints the Markdown table and
 the crossover.
 """
 
@@ -45,8 +45,8 @@ ROWS = [
 def main():
     entries = []
     for line, dataset, canvas, name, preset in ROWS:
-        comparison = os.path.join(DOCS, f"eval_scaling_{name}.json")
-        bench = os.path.join(DOCS, f"bench_scaling_{name}.json")
+        comparison = os.path.join(DOCS, "measurements", f"eval_scaling_{name}.json")
+        bench = os.path.join(DOCS, "measurements", f"bench_scaling_{name}.json")
         missing = [os.path.basename(p) for p in (comparison, bench) if not os.path.exists(p)]
         if missing:
             print(f"skipped {line} at {canvas} px: no {' or '.join(missing)} yet")
@@ -55,7 +55,7 @@ def main():
         entries.append(dict(dataset=line, canvas=canvas, coverage=coverage, comparison=comparison, bench=bench))
     rows = scaling.scaling_rows(entries)
     found = {batch: scaling.crossover(rows, batch=batch) for batch in (64, 1)}
-    write_json_atomically(os.path.join(DOCS, "scaling.json"), {"rows": rows, "crossover": {
+    write_json_atomically(os.path.join(DOCS, "measurements", "scaling.json"), {"rows": rows, "crossover": {
         f"b{batch}": value for batch, value in found.items()}})
     scaling.plot_scaling(rows, os.path.join(DOCS, "scaling.png"))
     print(scaling.format_table(rows))
