@@ -68,3 +68,23 @@ def test_a_network_with_a_new_layer_is_copied_layer_by_layer(tmp_path):
         if layer.weights and layer.name != "top_pool":
             assert _same(layer, max_pooled.top.get_layer(layer.name))
     assert not np.any(attention.top.get_layer("top_pool").get_weights()[0])  # Still its zero start.
+
+
+def test_a_reader_with_a_pool_per_head_starts_as_the_one_pool_reader(tmp_path):
+    # Each head's pool and dense layer start as the shared ones: the same
+    # answers before any step; then each head's layers are its own.
+    keras.utils.set_random_seed(4)
+    shared = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=8)
+    pool = shared.top.get_layer("top_pool")
+    pool.score_kernel.assign(np.random.default_rng(0).normal(0, 0.3, pool.score_kernel.shape))
+    shared.fine_only_model().save(tmp_path / "shared.keras")
+    heads = DynamicCapacityNetwork.from_preset("svhn_reader_heads", image_shape=(64, 64, 3), num_patches=8)
+    said = []
+    assert initialize_from(heads, str(tmp_path / "shared.keras"), said.append) == ["fine", "top"]
+    assert said == []
+    images = np.random.default_rng(1).random((2, 64, 64, 3), dtype=np.float32)
+    want, got = shared.fine_only_model()(images), heads.fine_only_model()(images)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+    first, third = heads.top.get_layer("top_pool_digit_1"), heads.top.get_layer("top_pool_digit_3")
+    assert first is not third and first.score_kernel is not third.score_kernel
