@@ -5,6 +5,7 @@ import tensorflow as tf
 from dcn_keras import DynamicCapacityNetwork
 from dcn_keras import presets
 from dcn_keras.backend import keras
+from dcn_keras.layers import AttentionPooling2D
 from tests.helpers import random_images
 
 
@@ -180,3 +181,11 @@ def test_the_megapixel_preset_reads_a_cheap_view_and_full_resolution_patches():
     small.set_weights(model.get_weights())
     out = small(np.zeros((2, 256, 256, 1), np.float32))
     assert out["probabilities"].shape == (2, 10) and out["patch_boxes"].shape == (2, 8, 4)
+
+
+def test_the_reader_takes_a_named_pool_and_names_the_choices():
+    heads = presets.svhn_reader_towers(pool="per_head")["top"]
+    pools = [layer.name for layer in heads.layers if isinstance(layer, AttentionPooling2D)]
+    assert sorted(pools) == sorted(f"top_pool_{name}" for name in heads.output_names)
+    with pytest.raises(ValueError, match=r"pool='mean' is not valid; choose one of: attention, max, per_head\."):
+        presets.svhn_reader_towers(pool="mean")
