@@ -38,17 +38,4 @@ if keras.backend.backend() != "tensorflow":
     )
 
 
-
-def quiet_info_logs():
-    """For the `bin/` programs: absl's INFO lines off (TensorFlow's and TFDS's chatter), warnings kept.
-
-    `absl.app.run` logs at INFO; a user's own `--verbosity` is left as given.
-    """
-    from absl import flags
-    from absl import logging
-
-    if not (flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present):
-        logging.set_verbosity(logging.WARNING)
-
-
-__all__ = ["keras", "quiet_info_logs", "tf"]
+__all__ = ["keras", "tf"]

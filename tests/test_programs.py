@@ -1,0 +1,46 @@
+"""The programs' shared flags and start-up (`dcn_keras/programs.py`)."""
+
+import glob
+import os
+import re
+
+import pytest
+
+from dcn_keras import programs
+from dcn_keras.training import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# dcn_bench's --canvas_size sizes the timed models, its --mnist_dir the real canvases of --weights.
+OWN_MEANING = {"dcn_bench": {"canvas_size", "mnist_dir"}}
+
+
+def test_no_program_defines_a_shared_flag_of_its_own():
+    # One default and one help text each: a program takes them from programs.define_flags.
+    for path in sorted(glob.glob(os.path.join(ROOT, "bin", "dcn_*"))):
+        name = os.path.basename(path)
+        own = set(re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"', open(path).read()))
+        copied = own & set(programs.SHARED_FLAGS) - OWN_MEANING.get(name, set())
+        assert not copied, f"{name} defines {sorted(copied)} itself"
+
+
+def test_an_unknown_shared_flag_is_named():
+    with pytest.raises(ValueError, match=r"No shared flags \['canvas'\]; shared: dataset, canvas_size"):
+        programs.define_flags("canvas")
+
+
+def test_a_flag_left_unset_takes_the_configs_default():
+    values = programs.config_values(TrainConfig, {"max_digits": None, "examples_per_digit": None,
+                                                  "preset": None, "seed": 3})
+    assert values == {"preset": None, "seed": 3}
+    config = TrainConfig(**values)
+    assert config.max_digits == 5 and config.examples_per_digit == 4 and config.preset is None
+
+
+def test_errors_become_one_line_and_exit_status_2(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["bin/dcn_eval"])
+    with pytest.raises(SystemExit) as exit_info, programs.errors_as_messages():
+        raise ValueError("--canvas_size=3 is too small.")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "dcn_eval: error: --canvas_size=3 is too small.\n"
