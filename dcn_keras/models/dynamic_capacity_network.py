@@ -69,12 +69,14 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
         exit_threshold: float in (0, 1] or None (default, off). At
             inference an image whose coarse confidence (`coarse_confidence`)
             is at least this keeps the coarse answer (`early_exit_pass`); the
-            outputs then also hold `"refined"`, bool `[batch]`.
+            outputs then also hold `"refined"`, bool `[batch]`. Training
+            ignores it.
         saliency: str, how cells are scored (`cell_scoring`):
             `"entropy_gradient"` (default, the paper's), `"cam"` (class
             activation maps weighted by the coarse probabilities: no backward
             pass; tops `dense(pool(relu(conv(grid))))` only) or
-            `"cam_top_class"` (the top class's map).
+            `"cam_top_class"` (the top class's map). Training selects by it
+            too (not differentiated).
         class_names: sequence of str or None, the name of each class of a
             single-head top, in label order; served as `class_name` outputs.
             Defaults to None.
