@@ -3,9 +3,9 @@
 In the manner of tensorflow/models' `official/common/flags.py`: a program
 calls `define_flags("dataset", "mnist_dir", ...)` for the shared flags it
 takes, so each has one default and one help text wherever it appears, and
-hands its `main()` to `run`, which refuses stray arguments, quiets absl's
-INFO lines and turns the library's `ValueError`s into one error line and
-exit status 2. The programs speak in flags (`--canvas_size=...`); the
+hands its `main()` to `run`, which refuses stray arguments and quiets
+absl's INFO lines; `errors_as_messages` turns the library's `ValueError`s
+into one error line and exit status 2. The programs speak in flags (`--canvas_size=...`); the
 library they call names its arguments.
 """
 
