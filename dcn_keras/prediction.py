@@ -9,6 +9,7 @@ from dcn_keras.backend import tf
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models import load_model
 from dcn_keras.serving.export import flat_outputs
+from dcn_keras.serving.export import signature_image_shape
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 _DCN_OUTPUTS = ("saliency", "locations", "patch_boxes")
@@ -55,8 +56,11 @@ def image_files(paths):
 
 
 def _saved_model_image_shape(signature, path):
-    # The serving signature takes any shape and checks it in the graph
-    # (serving.export.checked_images): its EnsureShape holds the size.
+    # The SignatureDef states it (serving.export); a SavedModel exported
+    # before it did holds it only in the EnsureShape of its input checks.
+    shape = signature_image_shape(path)
+    if shape is not None:
+        return shape
     for function in signature.graph.as_graph_def().library.function:
         for node in function.node_def:
             if node.op == "EnsureShape":

@@ -16,12 +16,18 @@ A DCN export has these signatures:
   `fine_tile` > 1 runs patch by patch there: the same outputs, static shapes).
 
 Inputs are checked in the graph: a wrong rank, size or channel count fails
-with a message naming the expected shape instead of producing garbage.
+with a message naming the expected shape instead of producing garbage. The
+graph's `images` input takes any shape so that those checks run (TF Serving
+feeds a request to the graph without comparing it with the signature); the
+SignatureDef states `[-1, H, W, C]`, which is what `saved_model_cli show`
+and TF Serving's metadata endpoint give clients (`signature_image_shape`).
 """
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 import os
+
+from tensorflow.core.protobuf import saved_model_pb2
 
 from dcn_keras.datasets.number_labels import NO_DIGIT
 from dcn_keras.io_utils import atomic_path
@@ -192,8 +198,45 @@ def export_model(model, path, xla=True):
         if xla:
             archive.add_endpoint("serving_xla", serve_xla, input_signature=[images_spec])
         archive.write_out(tmp, verbose=False)
+        _state_image_shape(tmp, shape)
 
     return replace_directory(build, path)
+
+
+def _read_saved_model(directory):
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(directory, "saved_model.pb"), "rb") as file:
+        saved_model.ParseFromString(file.read())
+    return saved_model
+
+
+def _state_image_shape(directory, image_shape):
+    # The SignatureDef is what clients read (saved_model_cli, TF Serving's
+    # metadata); the traced graph keeps its any-shape input and the checks.
+    saved_model = _read_saved_model(directory)
+    for meta_graph in saved_model.meta_graphs:
+        for signature in meta_graph.signature_def.values():
+            if "images" in signature.inputs:
+                shape = signature.inputs["images"].tensor_shape
+                shape.Clear()
+                for size in (-1, *image_shape):
+                    shape.dim.add(size=size)
+    with open(os.path.join(directory, "saved_model.pb"), "wb") as file:
+        file.write(saved_model.SerializeToString())
+
+
+def signature_image_shape(directory):
+    """The `(H, W, C)` the SavedModel at `directory` states for its `serving_default` images, or None.
+
+    None for a SavedModel whose signature states no size (exported before
+    the signatures stated it, or not by `export_model`).
+    """
+    signature = _read_saved_model(directory).meta_graphs[0].signature_def.get("serving_default")
+    if signature is None or "images" not in signature.inputs:
+        return None
+    shape = signature.inputs["images"].tensor_shape
+    sizes = tuple(d.size for d in shape.dim)
+    return sizes[1:] if not shape.unknown_rank and len(sizes) == 4 and min(sizes[1:]) > 0 else None
 
 
 def export_weights(model, path):

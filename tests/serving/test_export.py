@@ -12,6 +12,7 @@ from dcn_keras.backend import keras
 from dcn_keras.workflows import export_from
 from dcn_keras.serving import export_model
 from dcn_keras.serving import client
+from dcn_keras.serving.export import signature_image_shape
 from tests.helpers import preset_model
 from tests.helpers import random_images
 from tests.helpers import saved_model_nodes
@@ -69,6 +70,24 @@ def test_wrong_inputs_get_an_error_naming_the_expected_shape(exported, name, sha
         signature(images=tf.zeros(shape))
     assert "Expected float32 images of shape [batch, 100, 100, 1]" in error.value.message
     assert got in error.value.message
+
+
+def test_the_signatures_state_the_image_shape_where_tf_serving_reads_it(exported):
+    # TF Serving's C++ loader reads the SignatureDefs and runs the graph as
+    # the TF1 loader does: the metadata states [-1, 100, 100, 1], and a
+    # request of another size still meets the checks in the graph.
+    _, path, images = exported
+    assert signature_image_shape(path) == (100, 100, 1)
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        for name in ("serving_default", "serving_xla"):
+            signature = meta_graph.signature_def[name]
+            assert [d.size for d in signature.inputs["images"].tensor_shape.dim] == [-1, 100, 100, 1]
+        signature = meta_graph.signature_def["serving_default"]
+        feed, fetch = signature.inputs["images"].name, signature.outputs["classes"].name
+        assert session.run(fetch, {feed: images}).shape == (3,)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \[batch, 100, 100, 1\]"):
+            session.run(fetch, {feed: np.zeros((2, 64, 64, 1), np.float32)})
 
 
 @pytest.mark.parametrize(

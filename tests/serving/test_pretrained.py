@@ -49,6 +49,10 @@ def test_shipped_model_is_small_and_in_serving_layout(path):
     assert size < 5 * 2**20
     signatures = tf.saved_model.load(path).signatures
     assert {"serving_default", "serving_bytes", "serving_xla"} <= set(signatures)
+    from dcn_keras import DynamicCapacityNetwork
+    from dcn_keras.serving.export import signature_image_shape
+
+    assert signature_image_shape(path) == DynamicCapacityNetwork.from_preset(SHIPPED_MODELS[path]).image_shape
 
 
 @pytest.mark.parametrize("path", sorted(SHIPPED_MODELS))
