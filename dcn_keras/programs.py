@@ -5,13 +5,15 @@ calls `define_flags("dataset", "mnist_dir", ...)` for the shared flags it
 takes, so each has one default and one help text wherever it appears, and
 hands its `main()` to `run`, which refuses stray arguments and quiets
 absl's INFO lines; `errors_as_messages` turns the library's `ValueError`s
-into one error line and exit status 2. The programs speak in flags (`--canvas_size=...`); the
-library they call names its arguments.
+into one error line and exit status 2. The library names its arguments
+(`num_noise=3`); a program's flags have their names, so its messages name
+the flags (`--num_noise=3`).
 """
 
 import contextlib
 import dataclasses
 import os
+import re
 import sys
 
 from absl import app
@@ -30,14 +32,16 @@ _SHARED = {
     "canvas_size": (flags.DEFINE_integer, None,
                     "cluttered_mnist, megapixel_mnist and mnist_numbers: the canvas side in pixels, digits keeping "
                     "their size and clutter its density (default: the model's own image size where a model is "
-                    "given, else 100, 1500 and 64)."),
+                    "given, else 100, 1500 and 64). dcn_bench: the side of the square images it times the "
+                    "preset's models on (default: the preset's own)."),
     "digits": (flags.DEFINE_string, "auto",
                "Where cluttered_mnist, megapixel_mnist and mnist_numbers take their digits when --mnist_dir is "
                "not given: auto (TFDS, else the embedded sample), tfds or embedded."),
     "mnist_dir": (flags.DEFINE_string, None,
                   "A directory of the standard MNIST IDX files (train-images-idx3-ubyte[.gz], ...): the digits of "
                   "cluttered_mnist, megapixel_mnist and mnist_numbers come from there (50,000 train / 10,000 "
-                  "validation / 10,000 test, the t10k files)."),
+                  "validation / 10,000 test, the t10k files). dcn_bench --weights: its real test canvases are "
+                  "made of those test digits (default: the embedded test digits)."),
     "num_noise": (flags.DEFINE_integer, None,
                   "megapixel_mnist: noise blocks per canvas (default: 50 per 1500x1500 pixels)."),
     "max_digits": (flags.DEFINE_integer, None,
@@ -72,6 +76,12 @@ def config_values(config_class, values):
             if value is not None or defaults.get(name, None) is None}
 
 
+def flag_values(config_class, **fixed):
+    """`config_values` of the program's flags named as `config_class`'s fields, and `fixed` values."""
+    names = [f.name for f in dataclasses.fields(config_class) if f.name in flags.FLAGS]
+    return config_values(config_class, {**{name: flags.FLAGS[name].value for name in names}, **fixed})
+
+
 def program_name():
     return os.path.basename(sys.argv[0])
 
@@ -88,7 +98,14 @@ def errors_as_messages(*kinds):
     try:
         yield
     except (ValueError, FileNotFoundError, *kinds) as error:
-        fail(str(error))
+        fail(as_flags(str(error)))
+
+
+def as_flags(message, names=None):
+    """`message` with each `name=` that names a flag (of `names`, default the program's) written `--name=`."""
+    names = flags.FLAGS if names is None else names
+    return re.sub(r"(?<![-\w])(\w+)=", lambda m: f"--{m.group(1)}=" if m.group(1) in names else m.group(0),
+                  message)
 
 
 def quiet_info_logs():

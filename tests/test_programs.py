@@ -12,16 +12,12 @@ from dcn_keras.training import TrainConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-# dcn_bench's --canvas_size sizes the timed models, its --mnist_dir the real canvases of --weights.
-OWN_MEANING = {"dcn_bench": {"canvas_size", "mnist_dir"}}
-
-
 def test_no_program_defines_a_shared_flag_of_its_own():
     # One default and one help text each: a program takes them from programs.define_flags.
     for path in sorted(glob.glob(os.path.join(ROOT, "bin", "dcn_*"))):
         name = os.path.basename(path)
         own = set(re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"', open(path).read()))
-        copied = own & set(programs.SHARED_FLAGS) - OWN_MEANING.get(name, set())
+        copied = own & set(programs.SHARED_FLAGS)
         assert not copied, f"{name} defines {sorted(copied)} itself"
 
 
@@ -44,3 +40,21 @@ def test_errors_become_one_line_and_exit_status_2(capsys, monkeypatch):
         raise ValueError("--canvas_size=3 is too small.")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "dcn_eval: error: --canvas_size=3 is too small.\n"
+
+
+def test_the_librarys_argument_names_become_the_programs_flags():
+    # Only names the program has as flags; `--name=` stays as it is.
+    assert programs.as_flags("num_noise=3 and --num_noise=4, not k=16 or max_num_noise=2.", {"num_noise"}) == (
+        "--num_noise=3 and --num_noise=4, not k=16 or max_num_noise=2.")
+
+
+def test_dcn_train_has_a_flag_for_every_training_setting():
+    # flag_values takes the fields the program has flags for: a field
+    # without a flag would silently keep its default.
+    import dataclasses
+
+    source = open(os.path.join(ROOT, "bin", "dcn_train")).read()
+    defined = set(re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"', source))
+    for call in re.findall(r"programs\.define_flags\(([^)]*)\)", source):
+        defined |= set(re.findall(r'"(\w+)"', call))
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - defined == set()

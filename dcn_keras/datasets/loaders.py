@@ -1,5 +1,6 @@
 """Loads a registered dataset split as a `tf.data.Dataset` of (image, label)."""
 
+import inspect
 
 from tensorflow_datasets import decode as tfds_decode
 
@@ -148,6 +149,8 @@ DATASETS = {
     "folder": _folder,
 }
 TFDS_PREFIX = "tfds:"  # `tfds:NAME`: any TFDS image-classification dataset.
+# A TFDS split is fixed: `seed` and `training` are taken and change nothing.
+_TFDS_OPTIONS = ("data_dir", "seed", "training", "image_size")
 # Records (indices, file names, canvas descriptions, encoded images) held by
 # a training shuffle. 10,000 as when decoded images were shuffled, so a
 # split's training order is the one it always had.
@@ -160,6 +163,27 @@ def check_dataset_name(name):
         return
     raise ValueError(f"--dataset={name!r} is not valid; choose one of: {', '.join(sorted(DATASETS))}, "
                      f"or {TFDS_PREFIX}NAME for a TFDS image-classification dataset.")
+
+
+def dataset_options(name):
+    """The options `load_dataset(name, split, ...)` takes besides `shuffle_seed`."""
+    check_dataset_name(name)
+    if name.startswith(TFDS_PREFIX):
+        return _TFDS_OPTIONS
+    return tuple(inspect.signature(DATASETS[name]).parameters)[1:]
+
+
+def _check_options(name, options):
+    allowed = dataset_options(name)
+    for option, value in options.items():
+        if option in allowed:
+            continue
+        takers = [d for d in (*sorted(DATASETS), TFDS_PREFIX + "NAME") if option in dataset_options(d)]
+        if not takers:
+            raise ValueError(f"No dataset takes the option {option}={value!r}; dataset={name!r} takes "
+                             f"{', '.join(allowed)}.")
+        where = takers[0] if len(takers) == 1 else f"{', '.join(takers[:-1])} and {takers[-1]}"
+        raise ValueError(f"{option}={value!r} applies to {where} only, not dataset={name!r}.")
 
 
 def load_dataset(name, split, shuffle_seed=None, **options):
@@ -176,13 +200,18 @@ def load_dataset(name, split, shuffle_seed=None, **options):
             order. An int: an endless stream, reshuffled each pass from this
             seed (`SHUFFLE_BUFFER` records), as training reads it.
         **options: the dataset's own options (`data_dir`, `seed`,
-            `training`, and e.g. `digits` for cluttered MNIST).
+            `training`, and e.g. `digits` for cluttered MNIST:
+            `dataset_options(name)`).
+
+    Raises:
+        ValueError: an unknown dataset or split, or an option the dataset
+            does not take (naming the datasets that do).
     """
-    check_dataset_name(name)
+    _check_options(name, options)
     if split not in cluttered_mnist.SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {cluttered_mnist.SPLITS}.")
     if name.startswith(TFDS_PREFIX):
-        options = {k: v for k, v in options.items() if k in ("data_dir", "image_size")}
+        options = {k: v for k, v in options.items() if k in ("data_dir", "image_size")}  # Not seed, training.
         records, decode, details = image_folder.tfds_split(name[len(TFDS_PREFIX):], split, **options)
         info = _info(name, split, details)
     else:
@@ -204,4 +233,4 @@ def _image_and_label(image, label, readable):
     return image, label
 
 
-__all__ = ["DATASETS", "SHUFFLE_BUFFER", "TFDS_PREFIX", "check_dataset_name", "load_dataset"]
+__all__ = ["DATASETS", "SHUFFLE_BUFFER", "TFDS_PREFIX", "check_dataset_name", "dataset_options", "load_dataset"]

@@ -90,17 +90,22 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags(tmp_path):
 
     for args, message in [
         (["--dataset=svhn", "--examples_per_digit=2"],
-         "--examples_per_digit=2 applies to cluttered_mnist and mnist_numbers only, not --dataset=svhn."),
-        (["--examples_per_digit=0"], "examples_per_digit=0 must be an integer >= 1"),
-        (["--unrefined=blank"], "unrefined='blank' needs a .keras DCN, not the SavedModel"),
-        (["--unrefined=empty"], "unrefined='empty' is not one of coarse, blank."),
+         "--examples_per_digit=2 applies to cluttered_mnist and mnist_numbers only, not --dataset='svhn'."),
+        (["--dataset=megapixel_mnist", "--canvas_size=100", "--max_digits=3"],
+         "--max_digits=3 applies to mnist_numbers only, not --dataset='megapixel_mnist'."),
+        (["--dataset=svhn", "--digits=embedded"],
+         "--digits='embedded' applies to cluttered_mnist, megapixel_mnist and mnist_numbers only, not --dataset='svhn'."),
+        (["--examples_per_digit=0"], "--examples_per_digit=0 must be an integer >= 1"),
+        (["--unrefined=blank"], "--unrefined='blank' needs a .keras DCN, not the SavedModel"),
+        (["--unrefined=empty"], "--unrefined='empty' is not one of coarse, blank."),
         (["--json=out.txt"], "--json=out.txt must name a .json file."),
         (["--dtype_policy=bf16"],
-         "dtype_policy='bf16' is not valid; choose one of: float32, mixed_float16, mixed_bfloat16."),
+         "--dtype_policy='bf16' is not valid; choose one of: float32, mixed_float16, mixed_bfloat16."),
         (["--dtype_policy=mixed_bfloat16"],
-         "dtype_policy='mixed_bfloat16' needs a .keras model; a SavedModel's precision is fixed at export"),
+         "--dtype_policy='mixed_bfloat16' needs a .keras model; a SavedModel's precision is fixed at export"),
     ]:
-        done = _run("dcn_eval", f"--model_path={shipped}", "--digits=embedded", *args)
+        digits = [] if any(arg.startswith("--dataset=") for arg in args) else ["--digits=embedded"]
+        done = _run("dcn_eval", f"--model_path={shipped}", *digits, *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
         assert f"dcn_eval: error: {message}" in done.stderr
 
@@ -178,7 +183,7 @@ def test_dcn_export_writes_a_version_with_the_chosen_k_and_names_bad_sources(tmp
     bad = _run("dcn_export", f"--source={tmp_path / 'plain.keras'}", f"--export_base={tmp_path}",
                "--name=m", "--num_patches=4")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "dcn_export: error: num_patches=4 needs a DCN;" in bad.stderr
+    assert "dcn_export: error: --num_patches=4 needs a DCN;" in bad.stderr
     assert sorted(os.listdir(tmp_path / "m")) == ["1"]
 
 
