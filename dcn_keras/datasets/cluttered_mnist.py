@@ -90,8 +90,8 @@ def tfds_unavailable_reason(data_dir=None, timeout=5.0):
 def check_mnist_dir(source, mnist_dir):
     """Raises a `ValueError` when `mnist_dir` is given with a source other than `"auto"`."""
     if mnist_dir and source != "auto":
-        raise ValueError(f"--mnist_dir={mnist_dir} reads the digits from that directory; it does "
-                         f"not go with --digits={source} (leave --digits at auto).")
+        raise ValueError(f"mnist_dir={mnist_dir} reads the digits from that directory; it does "
+                         f"not go with digits={source} (leave digits at auto).")
 
 
 def load_digits(split, source="auto", data_dir=None, mnist_dir=None):
@@ -117,7 +117,7 @@ def load_digits(split, source="auto", data_dir=None, mnist_dir=None):
     if source == "tfds":
         raise RuntimeError(
             f"TFDS mnist could not be loaded: {reason}. "
-            "Use --digits=embedded to train on the 5,000 shipped digits."
+            "Use digits=embedded to train on the 5,000 shipped digits."
         )
     if reason not in _WARNED:
         _WARNED.add(reason)

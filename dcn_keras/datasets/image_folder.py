@@ -47,16 +47,16 @@ def parse_image_size(value):
     except (TypeError, ValueError):
         size = ()
     if len(size) != 2 or min(size) < 8:
-        raise ValueError(f"--image_size={value!r} is not valid; give N or HxW with sides of at least 8 pixels.")
+        raise ValueError(f"image_size={value!r} is not valid; give N or HxW with sides of at least 8 pixels.")
     return size
 
 
 def _class_folders(directory):
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"--data_dir={directory}: no such directory.")
+        raise FileNotFoundError(f"data_dir={directory}: no such directory.")
     classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
     if len(classes) < 2:
-        raise ValueError(f"--data_dir={directory} must hold one sub-folder of images per class, at least two; "
+        raise ValueError(f"data_dir={directory} must hold one sub-folder of images per class, at least two; "
                          f"found {len(classes)} ({', '.join(classes) or 'none'}).")
     return classes
 
@@ -114,7 +114,7 @@ def _folder(directory):
     splits["validation"] = ([files[i] for i in validation], labels[validation])
     splits["train"] = ([files[i] for i in train], labels[train])
     if min(len(f) for f, _ in splits.values()) == 0 or len(files) < 10:
-        raise ValueError(f"--data_dir={directory} has {len(files)} readable images; at least 10 are needed "
+        raise ValueError(f"data_dir={directory} has {len(files)} readable images; at least 10 are needed "
                          "to carve training, validation and test images.")
     if skipped:
         logging.warning("%s: skipped %d unreadable file(s) of %d, e.g. %s", directory, len(skipped),
@@ -170,7 +170,7 @@ def folder_split(split, data_dir=None, seed=0, training=False, image_size=None):
     """
     del seed, training  # The carve is fixed; shuffling is load_dataset's.
     if not data_dir:
-        raise ValueError("--dataset=folder needs --data_dir, the folder of one sub-folder per class.")
+        raise ValueError("dataset=folder needs data_dir, the folder of one sub-folder per class.")
     directory = os.path.abspath(os.path.expanduser(data_dir))
     folder = _folder(directory)
     size = parse_image_size(image_size) or folder["sizes"].most_common(1)[0][0]
@@ -217,12 +217,12 @@ def tfds_split(name, split, data_dir=None, image_size=None, splits=None):
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
     if "image" not in features or "label" not in features or not hasattr(features["label"], "names"):
-        raise ValueError(f"--dataset=tfds:{name} needs 'image' and 'label' (class label) features; "
+        raise ValueError(f"dataset=tfds:{name} needs 'image' and 'label' (class label) features; "
                          f"it has {', '.join(features.keys())}.")
     height, width, channels = features["image"].shape
     size = parse_image_size(image_size) or (None if None in (height, width) else (height, width))
     if size is None:
-        raise ValueError(f"--dataset=tfds:{name} has images of varying size; give --image_size (e.g. 128).")
+        raise ValueError(f"dataset=tfds:{name} has images of varying size; give image_size (e.g. 128).")
     channels = channels or 3
     tfds_split_name = (splits or _tfds_splits(set(builder.info.splits.keys())))[split]
     records = tfds.load(name, split=tfds_split_name, data_dir=data_dir,

@@ -161,7 +161,7 @@ def check_dataset_name(name):
     """Raises a `ValueError` naming the registered datasets when `name` is none of them."""
     if name in DATASETS or (name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX)):
         return
-    raise ValueError(f"--dataset={name!r} is not valid; choose one of: {', '.join(sorted(DATASETS))}, "
+    raise ValueError(f"dataset={name!r} is not valid; choose one of: {', '.join(sorted(DATASETS))}, "
                      f"or {TFDS_PREFIX}NAME for a TFDS image-classification dataset.")
 
 

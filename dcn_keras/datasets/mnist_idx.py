@@ -29,7 +29,7 @@ def _find(directory, name):
         path = os.path.join(directory, candidate)
         if os.path.isfile(path):
             return path
-    raise FileNotFoundError(f"--mnist_dir={directory} has no {name} (nor {name}.gz): it needs "
+    raise FileNotFoundError(f"mnist_dir={directory} has no {name} (nor {name}.gz): it needs "
                             f"{', '.join(n for pair in _FILES.values() for n in pair)}, each plain or gzipped.")
 
 
@@ -111,7 +111,7 @@ def idx_digits(mnist_dir, split):
             is wrong).
     """
     if not os.path.isdir(mnist_dir):
-        raise FileNotFoundError(f"--mnist_dir={mnist_dir} is not a directory.")
+        raise FileNotFoundError(f"mnist_dir={mnist_dir} is not a directory.")
     directory = os.path.abspath(mnist_dir)
     prefix = "t10k" if split == "test" else "train"
     images, labels = _checked_pair(directory, prefix, _stamp(directory, prefix))

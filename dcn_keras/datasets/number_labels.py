@@ -19,7 +19,7 @@ def check_max_digits(max_digits):
     """Raises a `ValueError` naming `max_digits` unless it is an integer in 1..`MAX_DIGITS`."""
     if isinstance(max_digits, bool) or not isinstance(max_digits, (int, np.integer)) or not (
             1 <= max_digits <= MAX_DIGITS):
-        raise ValueError(f"--max_digits={max_digits!r} is not valid; it must be an integer from 1 to "
+        raise ValueError(f"max_digits={max_digits!r} is not valid; it must be an integer from 1 to "
                          f"{MAX_DIGITS} (the svhn heads read at most {MAX_DIGITS} digits).")
 
 

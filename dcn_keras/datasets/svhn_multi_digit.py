@@ -19,7 +19,7 @@ INSTRUCTIONS = (
     "digitStruct.mat and 1.png, 2.png, ..."
 )
 # Told only when SVHN is out of reach: the multi-digit path without SVHN pixels.
-OFFLINE = ("Without SVHN, --dataset=mnist_numbers (load_dataset(\"mnist_numbers\", ...)) trains the same "
+OFFLINE = ("Without SVHN, dataset=mnist_numbers (load_dataset(\"mnist_numbers\", ...)) trains the same "
            "length and digit heads offline on numbers of real handwritten MNIST digits.")
 
 

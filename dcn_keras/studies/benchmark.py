@@ -92,7 +92,7 @@ def configure_threads(intra_op=0, inter_op=0):
     """
     for name, value in (("intra_op_threads", intra_op), ("inter_op_threads", inter_op)):
         if not isinstance(value, int) or value < 0:
-            raise ValueError(f"--{name}={value!r} is not valid; it must be an integer >= 0 (0: TF's default).")
+            raise ValueError(f"{name}={value!r} is not valid; it must be an integer >= 0 (0: TF's default).")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
@@ -160,10 +160,10 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     (`results["fine_windows_per_image"]`).
     """
     if not isinstance(batch_splits, int) or isinstance(batch_splits, bool) or batch_splits < 1:
-        raise ValueError(f"--batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
+        raise ValueError(f"batch_splits={batch_splits!r} is not valid; it must be an integer >= 1.")
     check_dtype_policy(dtype_policy, "--dtype_policy")
     if saliency != "entropy_gradient" and (breakdown or floor):
-        raise ValueError(f"--breakdown and --floor time the entropy gradient's stages; not with --saliency={saliency}.")
+        raise ValueError(f"breakdown and floor time the entropy gradient's stages; not with saliency={saliency}.")
     dtype_policy = dtype_policy or "float32"
     with global_dtype_policy(dtype_policy):
         results = _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gather,
@@ -185,7 +185,7 @@ def _test_canvases(image_shape, count, mnist_dir=None, preset=None):
 
     height, width, channels = image_shape
     if height != width or channels not in (1, 3):
-        raise ValueError(f"--weights times trained models on square cluttered MNIST (1 channel) or mnist_numbers "
+        raise ValueError(f"weights times trained models on square cluttered MNIST (1 channel) or mnist_numbers "
                          f"(3 channels) test canvases; this preset takes {tuple(image_shape)}.")
     source = dict(source="auto", mnist_dir=mnist_dir) if mnist_dir else dict(source="embedded")
     if preset == "megapixel_mnist":
@@ -226,8 +226,8 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
         for k in ks}
     tiled = sorted({m.fine_tile for m in dcns.values() if m.tile_gather is not None})
     if floor and batch_splits > 1 and tiled:
-        raise ValueError(f"--floor with --batch_splits={batch_splits} slices the fine tower's patches by image; "
-                         f"the DCNs' fine-tower windows (fine_tile={tiled[0]}) are not per image. Pass --fine_tile=1.")
+        raise ValueError(f"floor with batch_splits={batch_splits} slices the fine tower's patches by image; "
+                         f"the DCNs' fine-tower windows (fine_tile={tiled[0]}) are not per image. Pass fine_tile=1.")
     fine_model, coarse_model = base.fine_only_model(), base.coarse_only_model()
     models = {"coarse": coarse_model, "fine": fine_model}
     models.update({f"dcn_k{k}": m for k, m in dcns.items()})

@@ -69,7 +69,7 @@ def convolution_floor(dcn, images):
     # An incremental DCN has split its top already; a full-pass one has not.
     split = dcn.incremental_top or IncrementalTop.split(dcn.top)
     if split is None:
-        raise ValueError(f"--floor needs a top network that starts with a convolution "
+        raise ValueError(f"floor needs a top network that starts with a convolution "
                          f"IncrementalTop.split takes; {dcn.top.name!r} does not.")
     conv = split.conv
     kernel = tf.cast(conv.kernel, conv.compute_dtype)

@@ -28,7 +28,7 @@ def object_coverage(dataset, canvas_size, preset, sample=2000, **options):
 
     _, info = load_dataset(dataset, "test", canvas_size=canvas_size, **options)
     if info.object_boxes is None:
-        raise ValueError(f"--dataset={dataset} has no object boxes to measure coverage with.")
+        raise ValueError(f"dataset={dataset} has no object boxes to measure coverage with.")
     geometry = DynamicCapacityNetwork.from_preset(preset, image_shape=info.image_shape).geometry
     return geometry.covered_share(info.object_boxes[:sample])
 

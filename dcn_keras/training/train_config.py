@@ -35,7 +35,7 @@ def listed(names):
 
 def _check_choice(name, value, allowed):
     if value not in allowed:
-        raise ValueError(f"--{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
+        raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
 
 
 def check_canvas_size(dataset, canvas_size):
@@ -43,8 +43,8 @@ def check_canvas_size(dataset, canvas_size):
     if canvas_size is None:
         return
     if dataset not in MIN_CANVAS:
-        raise ValueError(f"--canvas_size={canvas_size} applies to {listed(MIN_CANVAS)} only, "
-                         f"not --dataset={dataset}.")
+        raise ValueError(f"canvas_size={canvas_size} applies to {listed(MIN_CANVAS)} only, "
+                         f"not dataset={dataset}.")
     _check_number("canvas_size", canvas_size, MIN_CANVAS[dataset], integer=True)
 
 
@@ -58,7 +58,7 @@ def _check_number(name, value, minimum, optional=False, integer=False, strict=Fa
     if bad:
         rule = f"> {minimum}" if strict else f">= {minimum}"
         what = "an integer" if integer else "a number"
-        raise ValueError(f"--{name}={value!r} is not valid; it must be {what} {rule}.")
+        raise ValueError(f"{name}={value!r} is not valid; it must be {what} {rule}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +174,8 @@ class TrainConfig:
         check_dataset_name(self.dataset)
         parse_image_size(self.image_size)
         if self.image_size is not None and not self.own_images:
-            raise ValueError(f"--image_size={self.image_size} applies to --dataset=folder and tfds:NAME only, "
-                             f"not --dataset={self.dataset} (its size is fixed).")
+            raise ValueError(f"image_size={self.image_size} applies to dataset=folder and tfds:NAME only, "
+                             f"not dataset={self.dataset} (its size is fixed).")
         _check_choice("model", self.model, MODELS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.preset is not None:
@@ -187,23 +187,23 @@ class TrainConfig:
         _check_choice("digits", self.digits, DIGIT_SOURCES)
         check_mnist_dir(self.digits, self.mnist_dir)
         if self.mnist_dir and self.dataset not in MNIST_DATASETS:
-            raise ValueError(f"--mnist_dir={self.mnist_dir} applies to {listed(MNIST_DATASETS)} only, "
-                             f"not --dataset={self.dataset}.")
+            raise ValueError(f"mnist_dir={self.mnist_dir} applies to {listed(MNIST_DATASETS)} only, "
+                             f"not dataset={self.dataset}.")
         check_canvas_size(self.dataset, self.canvas_size)
         _check_number("num_noise", self.num_noise, 0, optional=True, integer=True)
         _check_number("num_canvases", self.num_canvases, 1, optional=True, integer=True)
         for name in ("num_noise", "num_canvases"):
             if getattr(self, name) is not None and self.dataset != "megapixel_mnist":
-                raise ValueError(f"--{name}={getattr(self, name)} applies to megapixel_mnist only, "
-                                 f"not --dataset={self.dataset}.")
+                raise ValueError(f"{name}={getattr(self, name)} applies to megapixel_mnist only, "
+                                 f"not dataset={self.dataset}.")
         check_max_digits(self.max_digits)
         if self.max_digits != 5 and self.dataset != "mnist_numbers":
-            raise ValueError(f"--max_digits={self.max_digits} applies to mnist_numbers only, "
-                             f"not --dataset={self.dataset}.")
+            raise ValueError(f"max_digits={self.max_digits} applies to mnist_numbers only, "
+                             f"not dataset={self.dataset}.")
         _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
         _check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
         if self.verbose not in ("auto", 0, 1, 2) or isinstance(self.verbose, bool):
-            raise ValueError(f"--verbose={self.verbose!r} is not valid; choose one of: auto, 0, 1, 2.")
+            raise ValueError(f"verbose={self.verbose!r} is not valid; choose one of: auto, 0, 1, 2.")
         _check_number("epochs", self.epochs, 1, integer=True)
         _check_number("steps_per_epoch", self.steps_per_epoch, 1, optional=True, integer=True)
         _check_number("batch_size", self.batch_size, 1, integer=True)
@@ -214,22 +214,22 @@ class TrainConfig:
         _check_number("examples_per_digit", self.examples_per_digit, 1, integer=True)
         if self.strategy == "multi_worker" and self.model != "dcn":
             raise ValueError(
-                f"--strategy=multi_worker trains --model=dcn only (got --model={self.model}): "
+                f"strategy=multi_worker trains model=dcn only (got model={self.model}): "
                 "Keras 3 fit of a plain Keras model fails under MultiWorkerMirroredStrategy "
                 "(keras-team/keras#20585).")
         if self.init_from is not None and not str(self.init_from).endswith(".keras"):
-            raise ValueError(f"--init_from={self.init_from!r} is not valid; it must name a .keras file.")
+            raise ValueError(f"init_from={self.init_from!r} is not valid; it must name a .keras file.")
         object.__setattr__(self, "freeze", tuple(self.freeze or ()))
         for part in self.freeze:
             _check_choice("freeze", part, FREEZABLE)
         if len(set(self.freeze)) != len(self.freeze) or set(self.freeze) == set(FREEZABLE):
-            raise ValueError(f"--freeze={','.join(self.freeze)} is not valid; name each of "
+            raise ValueError(f"freeze={','.join(self.freeze)} is not valid; name each of "
                              f"{', '.join(FREEZABLE)} at most once, and not all of them (nothing would learn).")
         if self.freeze and self.init_from is None:
-            raise ValueError(f"--freeze={','.join(self.freeze)} keeps weights from --init_from; give --init_from "
+            raise ValueError(f"freeze={','.join(self.freeze)} keeps weights from init_from; give init_from "
                              "(frozen random weights would never learn).")
         if not self.model_dir:
-            raise ValueError("--model_dir must name a directory.")
+            raise ValueError("model_dir must name a directory.")
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -44,7 +44,7 @@ def make_strategy(name):
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError(
-                "--strategy=multi_worker needs the TF_CONFIG environment variable "
+                "strategy=multi_worker needs the TF_CONFIG environment variable "
                 "describing the cluster and this worker's task."
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -214,7 +214,7 @@ def _resume(model, checkpoint_dir, config, print_fn):
         return 0
     epoch, path = newest
     if epoch > config.epochs:
-        raise ValueError(f"{checkpoint_dir} holds a checkpoint of epoch {epoch}, past --epochs={config.epochs}: "
+        raise ValueError(f"{checkpoint_dir} holds a checkpoint of epoch {epoch}, past epochs={config.epochs}: "
                          "use a new --model_dir (or the same --epochs) to resume it.")
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
@@ -247,7 +247,7 @@ def train(config, callbacks=(), print_fn=print, export=None):
     """
     if config.init_from:
         # Before minutes of data loading.
-        check_keras_file(config.init_from, f"--init_from={config.init_from}")
+        check_keras_file(config.init_from, f"init_from={config.init_from}")
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
     is_chief, worker = _task()

@@ -27,7 +27,7 @@ def initialize_from(model, path, print_fn=None):
         ValueError: the file is not a `.keras` archive, the two share none
             of them, or a shared layer's weights have other shapes.
     """
-    check_keras_file(path, f"--init_from={path}")
+    check_keras_file(path, f"init_from={path}")
     source = keras.models.load_model(path, compile=False)
     copied = []
     for part in _PARTS:
@@ -38,12 +38,12 @@ def initialize_from(model, path, print_fn=None):
         if _shapes(src) == _shapes(dst):
             dst.set_weights(src.get_weights())
         else:
-            left = _copy_layers(src, dst, f"--init_from={path}: its {part!r}")
+            left = _copy_layers(src, dst, f"init_from={path}: its {part!r}")
             if left and print_fn is not None:
                 print_fn(f"dcn_train: {part}: {', '.join(left)} not in --init_from, left as initialized")
         copied.append(part)
     if not copied:
-        raise ValueError(f"--init_from={path} has no {', '.join(_PARTS)} network in common with this model.")
+        raise ValueError(f"init_from={path} has no {', '.join(_PARTS)} network in common with this model.")
     return copied
 
 
@@ -92,7 +92,7 @@ def freeze(model, parts, copied):
     """
     missing = [part for part in parts if part not in copied]
     if missing:
-        raise ValueError(f"--freeze={','.join(parts)}: {', '.join(missing)} did not come from --init_from "
+        raise ValueError(f"freeze={','.join(parts)}: {', '.join(missing)} did not come from init_from "
                          f"(it gave {', '.join(copied)}), so frozen it would keep random weights.")
     for part in parts:
         model.get_layer(part).trainable = False

@@ -108,7 +108,7 @@ def test_tfds_digits_are_used_when_available(online):
 
 
 def test_explicit_tfds_source_without_network_says_what_to_do(offline, tmp_path):
-    with pytest.raises(RuntimeError, match="offline \\(test\\).*--digits=embedded"):
+    with pytest.raises(RuntimeError, match="offline \\(test\\).*digits=embedded"):
         cluttered_mnist.load_digits("test", "tfds", data_dir=str(tmp_path))
 
 

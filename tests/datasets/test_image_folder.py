@@ -90,13 +90,13 @@ def test_bad_folders_get_one_clear_line(tmp_path):
     os.makedirs(tmp_path / "one" / "cats")
     with pytest.raises(ValueError, match=r"at least two; found 1 \(cats\)"):
         load_dataset("folder", "train", data_dir=str(tmp_path / "one"))
-    with pytest.raises(ValueError, match="needs --data_dir"):
+    with pytest.raises(ValueError, match="needs data_dir"):
         load_dataset("folder", "train")
     root = make_folder(tmp_path / "tiny", per_class=2, corrupt=0)
     with pytest.raises(ValueError, match="has 6 readable images; at least 10"):
         load_dataset("folder", "train", data_dir=root)
     for bad in ("0", "axb", "4x4", "1x2x3"):
-        with pytest.raises(ValueError, match=f"--image_size={bad!r} is not valid"):
+        with pytest.raises(ValueError, match=f"image_size={bad!r} is not valid"):
             image_folder.parse_image_size(bad)
     with pytest.raises(ValueError, match="tfds:NAME for a TFDS image-classification dataset"):
         load_dataset("folders", "train")
@@ -108,7 +108,7 @@ def test_tfds_image_datasets_use_their_features_splits_and_names():
         assert info.class_names == ("cat", "dog") and info.image_shape == (40, 40, 3)
         x, y = next(iter(dataset))
         assert x.shape == (40, 40, 3) and 0.0 <= float(x.numpy().min()) and int(y) in (0, 1)
-        with pytest.raises(ValueError, match="varying size; give --image_size"):
+        with pytest.raises(ValueError, match="varying size; give image_size"):
             load_dataset("tfds:cats_vs_dogs", "train")
         _, info = load_dataset("tfds:mnist", "validation")
         assert info.image_shape == (28, 28, 1) and info.source.startswith("TFDS mnist (train[")

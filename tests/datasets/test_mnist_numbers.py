@@ -94,7 +94,7 @@ def test_evaluation_splits_default_to_at_least_5000_numbers():
 
 @pytest.mark.parametrize("value", [0, 6, -1, 2.5, True, "3"])
 def test_bad_max_digits_is_named(value):
-    with pytest.raises(ValueError, match=r"--max_digits=.* must be an integer from 1 to 5"):
+    with pytest.raises(ValueError, match=r"max_digits=.* must be an integer from 1 to 5"):
         check_max_digits(value)
     with pytest.raises(ValueError, match="max_digits"):
         TrainConfig(dataset="mnist_numbers", max_digits=value)
@@ -128,7 +128,7 @@ def test_svhn_graph_labels_are_the_same_as_numpy_labels():
 
 
 def test_max_digits_goes_with_mnist_numbers_only():
-    with pytest.raises(ValueError, match="--max_digits=3 applies to mnist_numbers only, not --dataset=svhn"):
+    with pytest.raises(ValueError, match="max_digits=3 applies to mnist_numbers only, not dataset=svhn"):
         TrainConfig(dataset="svhn", max_digits=3)
     assert TrainConfig(dataset="mnist_numbers", max_digits=3).max_digits == 3
 
@@ -168,9 +168,9 @@ def test_the_default_canvas_is_the_recorded_recipe():
 
 
 @pytest.mark.parametrize("dataset, size, message", [
-    ("mnist_numbers", 63, "--canvas_size=63 is not valid; it must be an integer >= 64"),
-    ("cluttered_mnist", 20, "--canvas_size=20 is not valid; it must be an integer >= 28"),
-    ("svhn", 128, "--canvas_size=128 applies to cluttered_mnist, megapixel_mnist and mnist_numbers only"),
+    ("mnist_numbers", 63, "canvas_size=63 is not valid; it must be an integer >= 64"),
+    ("cluttered_mnist", 20, "canvas_size=20 is not valid; it must be an integer >= 28"),
+    ("svhn", 128, "canvas_size=128 applies to cluttered_mnist, megapixel_mnist and mnist_numbers only"),
 ])
 def test_bad_canvas_sizes_are_named(dataset, size, message):
     with pytest.raises(ValueError, match=message):

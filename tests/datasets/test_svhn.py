@@ -83,5 +83,5 @@ def test_svhn_cropped_loads_with_mock_data():
 def test_no_local_copy_and_no_network_fails_at_once_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setattr(svhn_multi_digit, "unreachable_reason", lambda url: "offline (test)")
     with pytest.raises(FileNotFoundError, match=r"offline \(test\).*train.tar.gz and test.tar.gz.*"
-                       r"--dataset=mnist_numbers"):
+                       r"dataset=mnist_numbers"):
         load_dataset("svhn", "train", data_dir=str(tmp_path))

@@ -103,5 +103,5 @@ def test_the_floor_names_a_top_it_cannot_split():
     top = keras.Model(grid, keras.layers.Dense(10)(pooled), name="same_padded_top")
     dcn = DynamicCapacityNetwork(coarse=dcn.coarse, fine=dcn.fine, top=top, image_shape=dcn.image_shape)
     images = tf.constant(np.random.default_rng(4).random((1, 100, 100, 1), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"--floor needs a top network .*'same_padded_top' does not"):
+    with pytest.raises(ValueError, match=r"floor needs a top network .*'same_padded_top' does not"):
         breakdown.convolution_floor(dcn, images)

@@ -146,7 +146,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint_and_model(tmp_
 
 def test_a_checkpoint_past_the_runs_epochs_is_a_clear_error(tmp_path):
     train(_config(tmp_path, epochs=2, steps_per_epoch=1), print_fn=lambda *_: None)
-    with pytest.raises(ValueError, match="epoch 2, past --epochs=1"):
+    with pytest.raises(ValueError, match="epoch 2, past epochs=1"):
         train(_config(tmp_path, epochs=1, steps_per_epoch=1), print_fn=lambda *_: None)
 
 
@@ -207,23 +207,23 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (dict(dataset="imagenet"), "--dataset='imagenet'.*cluttered_mnist, folder, megapixel_mnist, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"),
-        (dict(batch_size=0), "--batch_size=0.*>= 1"),
-        (dict(batch_size=-4), "--batch_size=-4"),
-        (dict(learning_rate=0.0), "--learning_rate=0.0.*> 0"),
-        (dict(num_patches=0), "--num_patches=0"),
-        (dict(strategy="tpu"), "--strategy='tpu'.*default, mirrored, multi_worker"),
-        (dict(model="resnet"), "--model='resnet'.*dcn, fine, coarse"),
-        (dict(hint_weight=-0.5), "--hint_weight=-0.5"),
-        (dict(lr_schedule="step"), "--lr_schedule='step'.*constant, cosine"),
-        (dict(dtype_policy="float16"), "--dtype_policy='float16'.*float32, mixed_float16, mixed_bfloat16"),
-        (dict(init_from="runs/dcn/export/1"), "--init_from='runs/dcn/export/1'.*a .keras file"),
-        (dict(verbose="3"), "--verbose='3' is not valid; choose one of: auto, 0, 1, 2"),
-        (dict(saliency="grad"), "--saliency='grad' is not valid; choose one of: entropy_gradient, cam, cam_top_class"),
-        (dict(init_from="f.keras", freeze=["head"]), "--freeze='head' is not valid; choose one of: coarse, fine, top"),
-        (dict(init_from="f.keras", freeze=["fine", "top", "coarse"]), "--freeze=fine,top,coarse.*not all"),
-        (dict(init_from="f.keras", freeze=["fine", "fine"]), "--freeze=fine,fine.*at most once"),
-        (dict(freeze=["fine"]), "--freeze=fine keeps weights from --init_from; give --init_from"),
+        (dict(dataset="imagenet"), "dataset='imagenet'.*cluttered_mnist, folder, megapixel_mnist, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"),
+        (dict(batch_size=0), "batch_size=0.*>= 1"),
+        (dict(batch_size=-4), "batch_size=-4"),
+        (dict(learning_rate=0.0), "learning_rate=0.0.*> 0"),
+        (dict(num_patches=0), "num_patches=0"),
+        (dict(strategy="tpu"), "strategy='tpu'.*default, mirrored, multi_worker"),
+        (dict(model="resnet"), "model='resnet'.*dcn, fine, coarse"),
+        (dict(hint_weight=-0.5), "hint_weight=-0.5"),
+        (dict(lr_schedule="step"), "lr_schedule='step'.*constant, cosine"),
+        (dict(dtype_policy="float16"), "dtype_policy='float16'.*float32, mixed_float16, mixed_bfloat16"),
+        (dict(init_from="runs/dcn/export/1"), "init_from='runs/dcn/export/1'.*a .keras file"),
+        (dict(verbose="3"), "verbose='3' is not valid; choose one of: auto, 0, 1, 2"),
+        (dict(saliency="grad"), "saliency='grad' is not valid; choose one of: entropy_gradient, cam, cam_top_class"),
+        (dict(init_from="f.keras", freeze=["head"]), "freeze='head' is not valid; choose one of: coarse, fine, top"),
+        (dict(init_from="f.keras", freeze=["fine", "top", "coarse"]), "freeze=fine,top,coarse.*not all"),
+        (dict(init_from="f.keras", freeze=["fine", "fine"]), "freeze=fine,fine.*at most once"),
+        (dict(freeze=["fine"]), "freeze=fine keeps weights from init_from; give init_from"),
     ],
 )
 def test_bad_settings_are_named_with_what_is_allowed(tmp_path, overrides, message):
@@ -302,7 +302,7 @@ def test_frozen_parts_keep_their_init_from_weights_and_the_rest_learns(tmp_path)
     assert any(coarse_moved)
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resolved["config"]["freeze"] == ["fine", "top"]
-    with pytest.raises(ValueError, match="--freeze=coarse: coarse did not come from --init_from "
+    with pytest.raises(ValueError, match="freeze=coarse: coarse did not come from init_from "
                                          "\\(it gave fine, top\\)"):
         train(_config(tmp_path, epochs=1, steps_per_epoch=1, init_from=str(tmp_path / "fine.keras"),
                       freeze=["coarse"], model_dir=str(tmp_path / "other")), print_fn=lines.append)
@@ -392,9 +392,9 @@ def test_megapixel_mnist_trains_on_a_small_rung_and_reports_its_digits_coverage(
     assert any("the objects cover" in line for line in lines)
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resolved["preset"] == "megapixel_mnist" and resolved["config"]["num_noise"] == 3
-    with pytest.raises(ValueError, match="--num_noise=3 applies to megapixel_mnist only"):
+    with pytest.raises(ValueError, match="num_noise=3 applies to megapixel_mnist only"):
         _config(tmp_path, num_noise=3)
-    with pytest.raises(ValueError, match="--num_canvases=10 applies to megapixel_mnist only"):
+    with pytest.raises(ValueError, match="num_canvases=10 applies to megapixel_mnist only"):
         _config(tmp_path, num_canvases=10)
-    with pytest.raises(ValueError, match="--canvas_size=100 is not valid; it must be an integer >= 112"):
+    with pytest.raises(ValueError, match="canvas_size=100 is not valid; it must be an integer >= 112"):
         _config(tmp_path, dataset="megapixel_mnist", canvas_size=100)

@@ -38,10 +38,10 @@ def test_initialize_from_copies_the_networks_both_models_have(tmp_path):
 
 
 def test_initialize_from_names_what_does_not_fit(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--init_from=.*nothing.keras: no such file"):
+    with pytest.raises(FileNotFoundError, match="init_from=.*nothing.keras: no such file"):
         initialize_from(preset_model(), str(tmp_path / "nothing.keras"))
     (tmp_path / "junk.keras").write_text("not a zip")
-    with pytest.raises(ValueError, match="--init_from=.*junk.keras is not a .keras model"):
+    with pytest.raises(ValueError, match="init_from=.*junk.keras is not a .keras model"):
         initialize_from(preset_model(), str(tmp_path / "junk.keras"))
     images = keras.Input((100, 100, 1))
     keras.Model(images, keras.layers.Dense(10)(keras.layers.Flatten()(images))).save(tmp_path / "other.keras")
