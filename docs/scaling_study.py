@@ -36,9 +36,9 @@ ROWS = [
     (*FULL, 100, "f100", "cluttered_mnist"),
     (*FULL, 200, "f200", "cluttered_mnist"),
     (*FULL, 300, "f300", "cluttered_mnist"),
-    (*NUMBERS, 128, "n128", "svhn_reader"),
-    (*NUMBERS, 256, "n256", "svhn_reader"),
-    (*NUMBERS, 384, "n384", "svhn_reader"),
+    (*NUMBERS, 128, "n128", "svhn_reader_one_pool"),
+    (*NUMBERS, 256, "n256", "svhn_reader_one_pool"),
+    (*NUMBERS, 384, "n384", "svhn_reader_one_pool"),
 ]
 
 

@@ -25,8 +25,8 @@ from dcn_keras.presets.house_numbers import svhn_patch_exact_towers
 from dcn_keras.presets.house_numbers import svhn_positional
 from dcn_keras.presets.house_numbers import svhn_positional_towers
 from dcn_keras.presets.house_numbers import svhn_reader
-from dcn_keras.presets.house_numbers import svhn_reader_heads
 from dcn_keras.presets.house_numbers import svhn_reader_max
+from dcn_keras.presets.house_numbers import svhn_reader_one_pool
 from dcn_keras.presets.house_numbers import svhn_reader_towers
 from dcn_keras.presets.house_numbers import svhn_towers
 from dcn_keras.presets.megapixel import megapixel_mnist
@@ -39,7 +39,7 @@ from dcn_keras.presets.own_images import images_towers
 __all__ = ["PRESETS", "PRETRAINED", "cluttered_mnist", "cluttered_mnist_fast", "cluttered_mnist_towers",
            "image_scale", "images", "images_towers", "megapixel_mnist", "megapixel_mnist_towers", "preset_options", "svhn", "svhn_cropped",
            "svhn_cropped_towers", "svhn_patch_exact", "svhn_patch_exact_towers", "svhn_positional",
-           "svhn_positional_towers", "svhn_reader", "svhn_reader_heads", "svhn_reader_max", "svhn_reader_towers", "svhn_towers",
+           "svhn_positional_towers", "svhn_reader", "svhn_reader_max", "svhn_reader_one_pool", "svhn_reader_towers", "svhn_towers",
            "weights_path"]
 
 PRESETS = {
@@ -49,8 +49,8 @@ PRESETS = {
     "svhn_positional": svhn_positional,
     "svhn_patch_exact": svhn_patch_exact,
     "svhn_reader": svhn_reader,
-    "svhn_reader_heads": svhn_reader_heads,
     "svhn_reader_max": svhn_reader_max,
+    "svhn_reader_one_pool": svhn_reader_one_pool,
     "svhn_cropped": svhn_cropped,
     "images": images,
     "megapixel_mnist": megapixel_mnist,
@@ -72,12 +72,15 @@ _WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # (saved_models/cluttered_mnist_fast_full_dcn/1, cluttered_mnist_fast.tflite);
 # "pretrained_embedded": the same recipe on the embedded digits. svhn_reader
 # "pretrained": a k=192 DCN reading mnist_numbers on 384-pixel canvases
-# (saved_models/svhn_reader_numbers_dcn/1), trained on full MNIST.
+# with an attention pool per head (saved_models/svhn_reader_numbers_dcn/2),
+# trained on full MNIST; svhn_reader_one_pool "pretrained": the first one,
+# with one pool for all heads (.../1), where the second's training starts.
 PRETRAINED = {"cluttered_mnist": {"pretrained": "cluttered_mnist_dcn.weights.h5",
                                   "pretrained_full_mnist": "cluttered_mnist_full_dcn.weights.h5"},
               "cluttered_mnist_fast": {"pretrained": "cluttered_mnist_fast_full_dcn.weights.h5",
                                        "pretrained_embedded": "cluttered_mnist_fast_dcn.weights.h5"},
-              "svhn_reader": {"pretrained": "svhn_reader_numbers_dcn.weights.h5"}}
+              "svhn_reader": {"pretrained": "svhn_reader_numbers_dcn_2.weights.h5"},
+              "svhn_reader_one_pool": {"pretrained": "svhn_reader_numbers_dcn_1.weights.h5"}}
 
 
 def weights_path(preset, weights):

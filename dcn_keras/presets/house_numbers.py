@@ -138,18 +138,25 @@ def _whole(pool):
 
 def svhn_reader():
     # Numbers small against the image: 384-pixel canvases, where the number
-    # covers about 1% of the coarse cells. k=192, the smallest k tried whose
-    # DCN reads numbers as well as the fine model (docs/scaling.md: 160 did
-    # not). The shipped weights were trained on 128-pixel (fine) and
-    # 256-pixel (DCN) canvases. The fine tower runs once per 4x4 block of
-    # cells holding a chosen one: a number's cells crowd together, so that
-    # does the fine pass in 0.7 of the multiply-adds, with the same outputs.
-    return dict(svhn_reader_towers(), image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
-
-
-def svhn_reader_heads():
-    # The reader with an attention pool per head (docs/scaling.md).
+    # covers about 1% of the coarse cells. Each head (the length and each
+    # digit place) pools the readings by its own attention score and reads
+    # them with its own dense layer, so the third digit's reading comes from
+    # the window around it (docs/scaling.md: 5.4% whole-number error against
+    # 7.7% with one pool for all heads). k=192, the smallest k tried whose
+    # DCN reads numbers as well as the fine model (160 did not). The shipped
+    # weights were trained on 128-pixel (fine) and 256-pixel (DCN) canvases.
+    # The fine tower runs once per 4x4 block of cells holding a chosen one: a
+    # number's cells crowd together, so that does the fine pass in 0.7 of the
+    # multiply-adds, with the same outputs.
     return dict(svhn_reader_towers(pool="per_head"), image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
+
+
+def svhn_reader_one_pool():
+    # The reader with one attention pool and dense layer for all heads: the
+    # first numbers DCN (saved_models/svhn_reader_numbers_dcn/1), and where
+    # `svhn_reader`'s training starts (`--init_from` copies its pool into
+    # every head's).
+    return dict(svhn_reader_towers(), image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
 
 
 def svhn_reader_max():

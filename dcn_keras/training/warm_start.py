@@ -16,7 +16,7 @@ def initialize_from(model, path, print_fn=None):
     A sub-network whose layers differ is copied layer by layer: a layer the
     source lacks (or holds without weights, e.g. a max pool where this model
     has an attention pool) keeps its initialization, and `print_fn` is told;
-    a layer of one head (`top_pool_digit_3`, `svhn_reader_heads`) where the
+    a layer of one head (`top_pool_digit_3`, `svhn_reader`) where the
     source has one layer for all heads (`top_pool`) starts as that layer.
 
     Returns:

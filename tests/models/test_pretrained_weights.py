@@ -28,9 +28,10 @@ def _test_images(preset, count):
 @pytest.mark.parametrize("preset, weights, saved_model", [
     ("cluttered_mnist", "pretrained", "cluttered_mnist_dcn"),
     ("cluttered_mnist_fast", "pretrained", "cluttered_mnist_fast_full_dcn"),
-    ("svhn_reader", "pretrained", "svhn_reader_numbers_dcn")])
+    ("svhn_reader_one_pool", "pretrained", "svhn_reader_numbers_dcn/1"),
+    ("svhn_reader", "pretrained", "svhn_reader_numbers_dcn/2")])
 def test_pretrained_weights_predict_as_the_shipped_saved_model(preset, weights, saved_model):
-    shipped = os.path.join(ROOT, "saved_models", saved_model, "1")
+    shipped = os.path.join(ROOT, "saved_models", saved_model if "/" in saved_model else f"{saved_model}/1")
     model = dcn_keras.DynamicCapacityNetwork.from_preset(preset, weights=weights)
     images, _ = _test_images(preset, 128)
     served = tf.saved_model.load(shipped).signatures["serving_default"](images=tf.constant(images))
@@ -59,9 +60,11 @@ def test_every_shipped_weights_file_reads_the_embedded_test_images(preset, weigh
 
 
 def test_pretrained_weights_files_are_small():
+    # They ship inside the package. The largest, the numbers reader with a
+    # pool and a dense layer per head, is 2.1 MB.
     for preset, names in dcn_keras.presets.PRETRAINED.items():
         for name in names:
-            assert os.path.getsize(dcn_keras.presets.weights_path(preset, name)) < 2 * 2**20
+            assert os.path.getsize(dcn_keras.presets.weights_path(preset, name)) < 3 * 2**20
 
 
 def test_weights_from_a_file_and_overrides(tmp_path):
@@ -89,5 +92,6 @@ def test_bad_weights_are_named(weights, message):
 
 def test_a_preset_without_pretrained_weights_says_which_have_them():
     with pytest.raises(ValueError, match="Preset 'svhn' has no 'pretrained' weights; its shipped weights: none; "
-                                         "presets with 'pretrained': \\['cluttered_mnist', 'cluttered_mnist_fast', 'svhn_reader'\\]"):
+                                         "presets with 'pretrained': \\['cluttered_mnist', 'cluttered_mnist_fast', 'svhn_reader', "
+                                         "'svhn_reader_one_pool'\\]"):
         dcn_keras.DynamicCapacityNetwork.from_preset("svhn", weights="pretrained")

@@ -34,13 +34,18 @@ def test_shipped_model_has_the_test_error_the_readme_states():
 # Each shipped SavedModel and the preset it is an export of.
 SHIPPED_MODELS = {SHIPPED: "cluttered_mnist",
                   os.path.join(ROOT, "saved_models", "cluttered_mnist_fast_full_dcn", "1"): "cluttered_mnist_fast",
-                  os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "1"): "svhn_reader"}
+                  os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "1"): "svhn_reader_one_pool",
+                  os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "2"): "svhn_reader"}
 
 
 def test_saved_models_holds_the_shipped_models_and_nothing_else():
     shipped = sorted(os.listdir(os.path.join(ROOT, "saved_models")))
-    assert shipped == sorted([os.path.basename(os.path.dirname(p)) for p in SHIPPED_MODELS]
-                             + ["cluttered_mnist_fast.tflite"])
+    assert shipped == sorted({os.path.basename(os.path.dirname(p)) for p in SHIPPED_MODELS}
+                             | {"cluttered_mnist_fast.tflite"})
+    for name in shipped:  # Every version of a model is one of the shipped ones.
+        versions = os.path.join(ROOT, "saved_models", name)
+        if os.path.isdir(versions):
+            assert {os.path.join(versions, v) for v in os.listdir(versions)} <= set(SHIPPED_MODELS)
 
 
 @pytest.mark.parametrize("path", sorted(SHIPPED_MODELS))

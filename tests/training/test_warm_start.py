@@ -59,7 +59,7 @@ def test_a_network_with_a_new_layer_is_copied_layer_by_layer(tmp_path):
     keras.utils.set_random_seed(3)
     max_pooled = DynamicCapacityNetwork(**presets.svhn_reader_towers(pool="max"), image_shape=(64, 64, 3))
     max_pooled.fine_only_model().save(tmp_path / "max.keras")
-    attention = DynamicCapacityNetwork.from_preset("svhn_reader")
+    attention = DynamicCapacityNetwork.from_preset("svhn_reader_one_pool")
     said = []
     assert initialize_from(attention, str(tmp_path / "max.keras"), said.append) == ["fine", "top"]
     assert said == ["dcn_train: top: top_pool not in --init_from, left as initialized"]
@@ -74,11 +74,11 @@ def test_a_reader_with_a_pool_per_head_starts_as_the_one_pool_reader(tmp_path):
     # Each head's pool and dense layer start as the shared ones: the same
     # answers before any step; then each head's layers are its own.
     keras.utils.set_random_seed(4)
-    shared = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=8)
+    shared = DynamicCapacityNetwork.from_preset("svhn_reader_one_pool", image_shape=(64, 64, 3), num_patches=8)
     pool = shared.top.get_layer("top_pool")
     pool.score_kernel.assign(np.random.default_rng(0).normal(0, 0.3, pool.score_kernel.shape))
     shared.fine_only_model().save(tmp_path / "shared.keras")
-    heads = DynamicCapacityNetwork.from_preset("svhn_reader_heads", image_shape=(64, 64, 3), num_patches=8)
+    heads = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=8)
     said = []
     assert initialize_from(heads, str(tmp_path / "shared.keras"), said.append) == ["fine", "top"]
     assert said == []
