@@ -55,12 +55,15 @@ def image_files(paths):
     return entries
 
 
-def _saved_model_image_shape(signature, path):
+def _saved_model_image_shape(path, signature=None):
     # The SignatureDef states it (serving.export); a SavedModel exported
-    # before it did holds it only in the EnsureShape of its input checks.
+    # before it did holds it only in the EnsureShape of its input checks,
+    # which needs the model loaded (`signature`, if the caller has it).
     shape = signature_image_shape(path)
     if shape is not None:
         return shape
+    if signature is None:
+        signature = tf.saved_model.load(path).signatures["serving_default"]
     for function in signature.graph.as_graph_def().library.function:
         for node in function.node_def:
             if node.op == "EnsureShape":
@@ -99,7 +102,7 @@ def load_predictor(path):
         if not set(_DCN_OUTPUTS) <= outputs:
             raise ValueError(f"{path} is not a DCN's SavedModel: its serving_default has no "
                              f"{', '.join(o for o in _DCN_OUTPUTS if o not in outputs)} output.")
-        shape = _saved_model_image_shape(signature, path)
+        shape = _saved_model_image_shape(path, signature)
         return (lambda images: {k: v.numpy() for k, v in signature(images=tf.constant(images)).items()},
                 shape)
     raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
@@ -117,7 +120,7 @@ def model_image_shape(path):
         model = load_model(path)
         shape = getattr(model, "image_shape", None) or tuple(model.input_shape[1:])
     elif os.path.isfile(os.path.join(path, "saved_model.pb")):
-        shape = _saved_model_image_shape(tf.saved_model.load(path).signatures["serving_default"], path)
+        shape = _saved_model_image_shape(path)
     else:
         raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
     return tuple(shape)

@@ -109,6 +109,26 @@ def test_a_saved_models_image_size_is_read_from_keras_files_and_saved_models(tmp
         prediction.model_image_shape(str(tmp_path))
 
 
+def test_the_size_of_a_saved_model_whose_signature_states_none_is_read_from_its_checks(tmp_path):
+    # SavedModels exported before the signatures stated the size.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from dcn_keras.serving import export_model
+    from dcn_keras.serving.export import signature_image_shape
+
+    path = export_model(preset_model(image_shape=(120, 120, 1)), str(tmp_path / "s" / "1"), xla=False)
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as file:
+        saved_model.ParseFromString(file.read())
+    shape = saved_model.meta_graphs[0].signature_def["serving_default"].inputs["images"].tensor_shape
+    shape.Clear()
+    shape.unknown_rank = True
+    with open(os.path.join(path, "saved_model.pb"), "wb") as file:
+        file.write(saved_model.SerializeToString())
+    assert signature_image_shape(path) is None
+    assert prediction.model_image_shape(path) == (120, 120, 1)
+
+
 def test_files_are_classified_a_batch_at_a_time_and_only_the_pictures_images_are_kept(tmp_path, monkeypatch):
     paths, images = write_canvases(tmp_path / "dir", count=5)
     calls = []

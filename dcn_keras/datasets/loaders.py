@@ -165,6 +165,12 @@ def check_dataset_name(name):
                      f"or {TFDS_PREFIX}NAME for a TFDS image-classification dataset.")
 
 
+def listed(names):
+    """`"a, b and c"`: names for a message."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def dataset_options(name):
     """The options `load_dataset(name, split, ...)` takes besides `shuffle_seed`."""
     check_dataset_name(name)
@@ -182,8 +188,7 @@ def _check_options(name, options):
         if not takers:
             raise ValueError(f"No dataset takes the option {option}={value!r}; dataset={name!r} takes "
                              f"{', '.join(allowed)}.")
-        where = takers[0] if len(takers) == 1 else f"{', '.join(takers[:-1])} and {takers[-1]}"
-        raise ValueError(f"{option}={value!r} applies to {where} only, not dataset={name!r}.")
+        raise ValueError(f"{option}={value!r} applies to {listed(takers)} only, not dataset={name!r}.")
 
 
 def load_dataset(name, split, shuffle_seed=None, **options):

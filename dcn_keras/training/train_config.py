@@ -5,6 +5,7 @@ from typing import Optional
 
 from dcn_keras import presets
 from dcn_keras.datasets import check_dataset_name
+from dcn_keras.datasets.loaders import listed
 from dcn_keras.datasets.image_folder import parse_image_size
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
@@ -25,12 +26,6 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 # of them side by side; the 64-pixel recipe of the numbers.
 MIN_CANVAS = {"cluttered_mnist": 28, "megapixel_mnist": MEGAPIXEL_MIN_CANVAS, "mnist_numbers": 64}
 FREEZABLE = ("coarse", "fine", "top")  # The sub-networks `init_from` copies.
-
-
-def listed(names):
-    """`"a, b and c"`: names for a message."""
-    names = list(names)
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _check_choice(name, value, allowed):
