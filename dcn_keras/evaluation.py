@@ -97,7 +97,13 @@ def _outcomes(predict, data, batch_size, boxes=None):
     """
     right_parts, keys, heads, labelled, shares, seen = [], [], [], [], [], 0
     for images, labels in data.batch(batch_size):
-        predicted, patch_boxes = predict(images)
+        try:
+            predicted, patch_boxes = predict(images)
+        except tf.errors.ResourceExhaustedError as error:
+            # A whole-image model on megapixel canvases: 64 of them need tens of GB.
+            raise ValueError(f"batch_size={batch_size} does not fit in memory on images of shape "
+                             f"{tuple(images.shape[1:])}; use a smaller batch_size "
+                             f"(TensorFlow: {str(error).splitlines()[0][:200]}).") from None
         right_parts.append(right_answers(predicted, labels))
         keys.append(np.asarray(labels["length"] if isinstance(labels, dict) else labels))
         if boxes is not None:

@@ -143,3 +143,16 @@ def test_keras_models_are_scored_at_the_canvas_asked_for(tmp_path):
     paired = compare_saved_models(dcn_path, fine_path, "cluttered_mnist", "test", **options)
     assert alone["examples"] == paired["examples"] == 1000
     assert paired["error_a"] == pytest.approx(alone["error"])
+
+
+def test_a_batch_too_large_for_memory_names_batch_size(tmp_path, monkeypatch):
+    import dcn_keras.evaluation
+
+    def out_of_memory(images):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,1509,1509,16]")
+
+    path = _always(0, tmp_path / "zeros.keras")
+    monkeypatch.setattr(dcn_keras.evaluation, "_predictor", lambda *args, **kwargs: out_of_memory)
+    with pytest.raises(ValueError, match=r"batch_size=8 does not fit in memory on images of shape \(100, 100, 1\); "
+                                         r"use a smaller batch_size \(TensorFlow: OOM when allocating"):
+        evaluate_saved_model(path, "cluttered_mnist", "test", digits="embedded", batch_size=8)
