@@ -172,9 +172,9 @@ def test_the_megapixel_preset_reads_a_cheap_view_and_full_resolution_patches():
     assert (model.image_shape, g.grid_shape, g.stride, g.patch_size) == ((1500, 1500, 1), (93, 93), (16, 16), (46, 46))
     assert model.num_patches == 32
     macs = model_macs(model)
-    # The coarse view costs a few multiply-adds per pixel, the fine tower hundreds.
-    assert macs["parts"]["coarse_tower"] / 1500 ** 2 < 20
-    assert macs["parts"]["fine_whole"] / 1500 ** 2 > 500
+    # The coarse view costs tens of multiply-adds per pixel, the fine tower thousands.
+    assert macs["parts"]["coarse_tower"] / 1500 ** 2 < 80
+    assert macs["parts"]["fine_whole"] / 1500 ** 2 > 2000
     assert macs["fine"] / macs["dcn"] > 15
     # Trained on one canvas size, it runs on another (the attention pool has no size).
     small = DynamicCapacityNetwork.from_preset("megapixel_mnist", image_shape=(256, 256, 1), num_patches=8)

@@ -11,10 +11,11 @@ layers = keras.layers
 def megapixel_mnist_towers(features=32, num_classes=10):
     """Towers for Megapixel MNIST: a cheap view of the whole canvas, full resolution where it matters.
 
-    Coarse: conv 8@8x8/8 (each pixel read once: the cheap view, a 28-pixel
-    digit over 3 or 4 of its positions), conv 24@3x3/2, conv `features`@1x1
-    (valid, ReLU): a cell every 16 input pixels seeing a 24-pixel window, for
-    about 18 multiply-adds per input pixel. Fine, on full-resolution 46x46 patches (a whole digit
+    Coarse: conv 16@4x4/4 (each pixel read once, at a 4-pixel step a stroke
+    still shows), conv 16@3x3/2, conv 32@3x3/2, conv `features`@1x1 (valid,
+    ReLU): a cell every 16 input pixels seeing a 28-pixel window, for about
+    70 multiply-adds per input pixel. (A single 8x8/8 first layer, 18 per
+    pixel, never learned to read digits: docs/scaling.md.) Fine, on full-resolution 46x46 patches (a whole digit
     wherever it sits against the 16-pixel grid): conv 16@3x3, 2x2 max pool,
     conv 32@3x3, pool, conv 32@3x3, pool, conv 48@3x3, pool, conv
     `features`@1x1, all valid; run over a whole image it gives the coarse
@@ -24,9 +25,10 @@ def megapixel_mnist_towers(features=32, num_classes=10):
     `num_classes`.
     """
     x = keras.Input((None, None, 1), name="images")
-    h = conv(8, 8, strides=8, name="coarse_conv1")(x)
-    h = conv(24, 3, strides=2, name="coarse_conv2")(h)
-    h = conv(features, 1, name="coarse_conv3")(h)
+    h = conv(16, 4, strides=4, name="coarse_conv1")(x)
+    h = conv(16, 3, strides=2, name="coarse_conv2")(h)
+    h = conv(32, 3, strides=2, name="coarse_conv3")(h)
+    h = conv(features, 1, name="coarse_conv4")(h)
     coarse = keras.Model(x, h, name="coarse")
 
     p = keras.Input((None, None, 1), name="patches")
