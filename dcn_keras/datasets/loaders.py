@@ -179,7 +179,8 @@ def dataset_options(name):
     return tuple(inspect.signature(DATASETS[name]).parameters)[1:]
 
 
-def _check_options(name, options):
+def check_options(name, options):
+    """A ValueError for any of `options` (a dict) that dataset `name` does not take, naming who does."""
     allowed = dataset_options(name)
     for option, value in options.items():
         if option in allowed:
@@ -212,7 +213,7 @@ def load_dataset(name, split, shuffle_seed=None, **options):
         ValueError: an unknown dataset or split, or an option the dataset
             does not take (naming the datasets that do).
     """
-    _check_options(name, options)
+    check_options(name, options)
     if split not in cluttered_mnist.SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {cluttered_mnist.SPLITS}.")
     if name.startswith(TFDS_PREFIX):

@@ -5,6 +5,7 @@ from typing import Optional
 
 from dcn_keras import presets
 from dcn_keras.datasets import check_dataset_name
+from dcn_keras.datasets.loaders import check_options
 from dcn_keras.datasets.loaders import listed
 from dcn_keras.datasets.image_folder import parse_image_size
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
@@ -17,7 +18,6 @@ from dcn_keras.models.loading import DTYPE_POLICIES
 
 MODELS = ("dcn", "fine", "coarse")
 # Made of MNIST digits: --digits, --mnist_dir.
-MNIST_DATASETS = ("cluttered_mnist", "megapixel_mnist", "mnist_numbers")
 # Made a given number of times per digit (--examples_per_digit): test sets of any size.
 PER_DIGIT_DATASETS = ("cluttered_mnist", "mnist_numbers")
 LR_SCHEDULES = ("constant", "cosine")
@@ -168,9 +168,6 @@ class TrainConfig:
     def __post_init__(self):
         check_dataset_name(self.dataset)
         parse_image_size(self.image_size)
-        if self.image_size is not None and not self.own_images:
-            raise ValueError(f"image_size={self.image_size} applies to dataset=folder and tfds:NAME only, "
-                             f"not dataset={self.dataset} (its size is fixed).")
         _check_choice("model", self.model, MODELS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.preset is not None:
@@ -181,20 +178,14 @@ class TrainConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("digits", self.digits, DIGIT_SOURCES)
         check_mnist_dir(self.digits, self.mnist_dir)
-        if self.mnist_dir and self.dataset not in MNIST_DATASETS:
-            raise ValueError(f"mnist_dir={self.mnist_dir} applies to {listed(MNIST_DATASETS)} only, "
-                             f"not dataset={self.dataset}.")
         check_canvas_size(self.dataset, self.canvas_size)
         _check_number("num_noise", self.num_noise, 0, optional=True, integer=True)
         _check_number("num_canvases", self.num_canvases, 1, optional=True, integer=True)
-        for name in ("num_noise", "num_canvases"):
-            if getattr(self, name) is not None and self.dataset != "megapixel_mnist":
-                raise ValueError(f"{name}={getattr(self, name)} applies to megapixel_mnist only, "
-                                 f"not dataset={self.dataset}.")
         check_max_digits(self.max_digits)
-        if self.max_digits != 5 and self.dataset != "mnist_numbers":
-            raise ValueError(f"max_digits={self.max_digits} applies to mnist_numbers only, "
-                             f"not dataset={self.dataset}.")
+        # The datasets' own options the user set: the loaders say which datasets take each.
+        chosen = {"image_size": self.image_size, "mnist_dir": self.mnist_dir or None, "num_noise": self.num_noise,
+                  "num_canvases": self.num_canvases, "max_digits": None if self.max_digits == 5 else self.max_digits}
+        check_options(self.dataset, {k: v for k, v in chosen.items() if v is not None})
         _check_choice("svhn_crop", self.svhn_crop, ("whole", "goodfellow"))
         _check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
         if self.verbose not in ("auto", 0, 1, 2) or isinstance(self.verbose, bool):

@@ -98,7 +98,7 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path):
 def test_mnist_dir_goes_with_auto_digits_and_cluttered_mnist_only(tmp_path):
     with pytest.raises(ValueError, match="mnist_dir=d .*not go with digits=embedded"):
         TrainConfig(digits="embedded", mnist_dir="d")
-    with pytest.raises(ValueError, match="mnist_dir=d applies to cluttered_mnist, megapixel_mnist and mnist_numbers only"):
+    with pytest.raises(ValueError, match="mnist_dir='d' applies to cluttered_mnist, megapixel_mnist and mnist_numbers only"):
         TrainConfig(dataset="svhn", mnist_dir="d")
     with pytest.raises(ValueError, match="not go with digits=tfds"):
         cluttered_mnist.load_digits("test", "tfds", mnist_dir="d")

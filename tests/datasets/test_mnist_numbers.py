@@ -128,7 +128,7 @@ def test_svhn_graph_labels_are_the_same_as_numpy_labels():
 
 
 def test_max_digits_goes_with_mnist_numbers_only():
-    with pytest.raises(ValueError, match="max_digits=3 applies to mnist_numbers only, not dataset=svhn"):
+    with pytest.raises(ValueError, match="max_digits=3 applies to mnist_numbers only, not dataset='svhn'"):
         TrainConfig(dataset="svhn", max_digits=3)
     assert TrainConfig(dataset="mnist_numbers", max_digits=3).max_digits == 3
 

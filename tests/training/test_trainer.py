@@ -396,5 +396,8 @@ def test_megapixel_mnist_trains_on_a_small_rung_and_reports_its_digits_coverage(
         _config(tmp_path, num_noise=3)
     with pytest.raises(ValueError, match="num_canvases=10 applies to megapixel_mnist only"):
         _config(tmp_path, num_canvases=10)
+    # The config asks the loaders which datasets take an option, so both say the same.
+    with pytest.raises(ValueError, match=r"image_size='64' applies to folder and tfds:NAME only, not dataset="):
+        _config(tmp_path, image_size="64")
     with pytest.raises(ValueError, match="canvas_size=100 is not valid; it must be an integer >= 112"):
         _config(tmp_path, dataset="megapixel_mnist", canvas_size=100)
