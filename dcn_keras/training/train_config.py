@@ -17,7 +17,6 @@ from dcn_keras.models.settings import SALIENCIES
 from dcn_keras.models.loading import DTYPE_POLICIES
 
 MODELS = ("dcn", "fine", "coarse")
-# Made of MNIST digits: --digits, --mnist_dir.
 # Made a given number of times per digit (--examples_per_digit): test sets of any size.
 PER_DIGIT_DATASETS = ("cluttered_mnist", "mnist_numbers")
 LR_SCHEDULES = ("constant", "cosine")
