@@ -6,7 +6,6 @@ from typing import Optional
 from dcn_keras import presets
 from dcn_keras.datasets import check_dataset_name
 from dcn_keras.datasets.loaders import check_options
-from dcn_keras.datasets.loaders import listed
 from dcn_keras.datasets.image_folder import parse_image_size
 from dcn_keras.datasets.cluttered_mnist import DIGIT_SOURCES
 from dcn_keras.datasets.cluttered_mnist import check_mnist_dir
@@ -36,9 +35,7 @@ def check_canvas_size(dataset, canvas_size):
     """Raises a `ValueError` unless `canvas_size` is None or a side `dataset`'s canvases can take."""
     if canvas_size is None:
         return
-    if dataset not in MIN_CANVAS:
-        raise ValueError(f"canvas_size={canvas_size} applies to {listed(MIN_CANVAS)} only, "
-                         f"not dataset={dataset}.")
+    check_options(dataset, {"canvas_size": canvas_size})  # Names the datasets that take one.
     _check_number("canvas_size", canvas_size, MIN_CANVAS[dataset], integer=True)
 
 
