@@ -2,18 +2,20 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.layers.attention_pooling2d import AttentionPooling2D
 from dcn_keras.layers.phase_gradient_conv2d import input_gradient
 from dcn_keras.models.top_structure import first_convolution
 from dcn_keras.models.top_structure import sole_user
 
-_POOLS = (keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D)
+_POOLS = (keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D, AttentionPooling2D)
 
 
 class ClassActivationMap:
     """A top network `dense(pool(relu(conv(grid))))` that scores cells by class activation.
 
-    For such a top (the `cluttered_mnist` and `svhn_cropped` presets), the
-    class activation of top-convolution output position `p` for class `c` is
+    For such a top (the `cluttered_mnist`, `svhn_cropped` and
+    `megapixel_mnist` presets), the class activation of top-convolution
+    output position `p` for class `c` is
     `CAM_c[p] = sum_f w[f, c] * a[p, f]` (Zhou et al. 2016), with `a` the
     convolution's ReLU output and `w` the dense layer's kernel. The map
     scores position `p` by the coarse prediction's expected class activation,
@@ -21,7 +23,12 @@ class ClassActivationMap:
         `s[p] = max(0, sum_c p_c * CAM_c[p])`,   `p_c = softmax(logits)_c`,
 
     or, with `top_class`, by the top class's alone (`p` one-hot at the
-    argmax of the logits: `s[p] = max(0, CAM_argmax[p])`),
+    argmax of the logits: `s[p] = max(0, CAM_argmax[p])`). Behind an
+    `AttentionPooling2D` (the `megapixel_mnist` top) each position's map is
+    weighted by its attention weight `alpha[p]`: the logits are then
+    `sum_p alpha[p] * CAM_c[p] + bias_c`, so `alpha[p] * CAM_c[p]` is what
+    position `p` adds to class `c`, as `CAM_c[p] / positions` is under an
+    average pool;
 
     and every coarse cell gets the sum of `s` over the positions whose
     convolution window holds it (for a `k x k`, stride-`t` convolution,
@@ -33,10 +40,10 @@ class ClassActivationMap:
 
     Args:
         top: `keras.Model`, the top network: a `Conv2D` (ReLU) that alone
-            takes the grid, a `GlobalMaxPooling2D` or `GlobalAveragePooling2D`
-            that alone takes its output, and a `Dense` on the pool whose
-            output is the top's (logits). Anything else is a `ValueError`
-            naming what is missing.
+            takes the grid, a `GlobalMaxPooling2D`, `GlobalAveragePooling2D`
+            or `AttentionPooling2D` that alone takes its output, and a
+            `Dense` on the pool whose output is the top's (logits). Anything
+            else is a `ValueError` naming what is missing.
         top_class: bool, default False: score by the top class's map
             instead of the probability-weighted sum of all classes'.
 
@@ -61,7 +68,8 @@ class ClassActivationMap:
             raise ValueError(f"saliency='cam' needs the top's first convolution to use ReLU; {conv.name!r} "
                              f"uses {getattr(conv.activation, '__name__', conv.activation)}.")
         pool = sole_user(top, conv.output)
-        if not isinstance(pool, _POOLS) or pool.data_format != "channels_last" or pool.keepdims:
+        if (not isinstance(pool, _POOLS) or getattr(pool, "data_format", "channels_last") != "channels_last"
+                or getattr(pool, "keepdims", False)):
             raise ValueError(f"saliency='cam' needs a global pooling layer right after the top's first "
                              f"convolution; {name!r} has {getattr(pool, 'name', 'none')!r} there.")
         dense = sole_user(top, pool.output)
@@ -86,6 +94,14 @@ class ClassActivationMap:
         return {"logits": logits, "saliency": self.cell_scores(activation, logits, tf.shape(grid)),
                 "pre_activation": pre_activation}
 
+    def _attention(self, activation):
+        # The attention pool's own weights, [batch, rows, cols], in float32 as the pool computes them.
+        scores = tf.einsum("bhwf,f->bhw", activation, tf.cast(self.pool.score_kernel[:, 0], tf.float32))
+        scores += tf.cast(self.pool.score_bias[0], tf.float32)
+        shape = tf.shape(scores)
+        flat = tf.nn.softmax(tf.reshape(scores, [shape[0], -1]), axis=-1)
+        return tf.reshape(flat, shape)
+
     def cell_scores(self, activation, logits, grid_shape):
         """The saliency map, float32 `[batch, rows, cols]`, from the ReLU'd map and the logits."""
         activation = tf.cast(activation, tf.float32)
@@ -95,7 +111,10 @@ class ClassActivationMap:
         else:
             classes = tf.nn.softmax(logits)
         weights = tf.matmul(classes, tf.cast(self.dense.kernel, tf.float32), transpose_b=True)  # [B, F]
-        scores = tf.nn.relu(tf.einsum("bhwf,bf->bhw", activation, weights))
+        scores = tf.einsum("bhwf,bf->bhw", activation, weights)
+        if isinstance(self.pool, AttentionPooling2D):
+            scores *= self._attention(activation)
+        scores = tf.nn.relu(scores)
         kh, kw = self.conv.kernel_size
         windows = tf.ones([kh, kw, 1, 1], tf.float32)
         return input_gradient(scores[..., None], windows, self.conv.strides[0], grid_shape)[..., 0]

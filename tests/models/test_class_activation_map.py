@@ -25,11 +25,20 @@ def _numpy_cam(model, images, top_class=False):
             window = grid[:, 2 * q:2 * q + kh, 2 * r:2 * r + kw, :]
             activation[:, q, r] = np.einsum("bhwc,hwcf->bf", window, kernel) + bias
     activation = np.maximum(activation, 0)
-    logits = activation.max(axis=(1, 2)) @ dense + model.top.get_layer("logits").get_weights()[1]
+    pool = model.top.get_layer("top_pool")
+    if isinstance(pool, keras.layers.GlobalMaxPooling2D):
+        attention, pooled = 1.0, activation.max(axis=(1, 2))
+    else:  # AttentionPooling2D: a softmax over positions of a linear score.
+        score_kernel, score_bias = (w.numpy() for w in pool.weights)
+        scores = np.einsum("bqrf,f->bqr", activation, score_kernel[:, 0]) + score_bias[0]
+        attention = np.exp(scores - scores.max(axis=(1, 2), keepdims=True))
+        attention /= attention.sum(axis=(1, 2), keepdims=True)
+        pooled = np.einsum("bqr,bqrf->bf", attention, activation)
+    logits = pooled @ dense + model.top.get_layer("logits").get_weights()[1]
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     weights = np.eye(p.shape[-1])[p.argmax(-1)] if top_class else p
-    scores = np.maximum(np.einsum("bqrf,fc,bc->bqr", activation, dense, weights), 0)
+    scores = np.maximum(attention * np.einsum("bqrf,fc,bc->bqr", activation, dense, weights), 0)
     saliency = np.zeros((batch, rows, cols))
     for q in range(out_rows):
         for r in range(out_cols):
@@ -57,8 +66,31 @@ def test_cam_saliency_is_the_numpy_class_activation_map_and_picks_its_top_k(top_
     assert model.saliency == saliency_name and not np.allclose(out["saliency"], gradient)
 
 
-def _gradient_ops(model):
-    ops = {op.type for op in traced_ops(lambda x: model(x), tf.zeros([2, 100, 100, 1]))}
+def test_cam_behind_an_attention_pool_weights_each_position_by_its_attention():
+    # The megapixel_mnist top: conv, AttentionPooling2D, dense. The pool's
+    # score starts at zero (an average pool); random scores make the
+    # attention weights matter.
+    model = DynamicCapacityNetwork.from_preset("megapixel_mnist", image_shape=(160, 160, 1), num_patches=4,
+                                               saliency="cam")
+    pool = model.top.get_layer("top_pool")
+    rng = np.random.default_rng(0)
+    pool.score_kernel.assign(rng.normal(0, 2, pool.score_kernel.shape).astype("float32"))
+    images = random_images(2, shape=(160, 160, 1), seed=4)
+    out = model.predict(images, verbose=0)
+    saliency, p = _numpy_cam(model, images)
+    np.testing.assert_allclose(out["coarse_probabilities"], p, atol=1e-5)
+    np.testing.assert_allclose(out["saliency"], saliency, rtol=1e-4, atol=1e-7)
+    # At a zero score (uniform attention) the map is another one, not the same map scaled.
+    pool.score_kernel.assign(np.zeros(pool.score_kernel.shape, "float32"))
+    uniform = model.predict(images, verbose=0)["saliency"]
+    np.testing.assert_allclose(uniform, _numpy_cam(model, images)[0], rtol=1e-4, atol=1e-7)
+    norm = lambda s: s / s.sum(axis=(1, 2), keepdims=True)
+    assert not np.allclose(norm(uniform), norm(saliency), rtol=0.05)
+    assert _gradient_ops(model, (160, 160, 1)) == []
+
+
+def _gradient_ops(model, shape=(100, 100, 1)):
+    ops = {op.type for op in traced_ops(lambda x: model(x), tf.zeros([2, *shape]))}
     return [op for op in ops if op.endswith("Grad") or "Backprop" in op or op == "BroadcastGradientArgs"]
 
 
