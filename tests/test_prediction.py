@@ -167,3 +167,29 @@ def test_a_large_image_model_predicts_files_and_draws_them_scaled_for_display(tm
     path = pictures.save(shown, prediction.picture_outputs(outputs), str(tmp_path / "big.png"))
     picture = np.asarray(Image.open(path))
     assert picture.shape[1] == 720 and picture.shape[0] < 2 * 400  # Two rows at the usual width.
+
+
+@pytest.mark.slow
+def test_the_megapixel_model_reads_1500_px_pngs_and_draws_its_patches(tmp_path):
+    from dcn_keras import pictures
+    from dcn_keras.datasets import megapixel_mnist
+
+    shipped = os.path.join(ROOT, "saved_models", "megapixel_mnist_dcn", "1")
+    descriptions, digits, _ = megapixel_mnist.split_descriptions("test", "embedded", num_canvases=3)
+    canvases = megapixel_mnist.draw_canvases(descriptions, digits)
+    paths = []
+    for n, canvas in enumerate(canvases):
+        paths.append(str(tmp_path / f"canvas_{n}.png"))
+        Image.fromarray(canvas[..., 0]).save(paths[-1])
+    records, shown, outputs = prediction.predict_files(shipped, paths)
+    assert shown.shape == (3, 1500, 1500, 1) and all(len(r["patch_boxes"]) == 32 for r in records)
+    assert outputs["saliency"].shape == (3, 93, 93)
+    # serving_bytes takes the PNG itself, as TF Serving is sent it.
+    served = tf.saved_model.load(shipped).signatures["serving_bytes"](
+        image_bytes=tf.constant([open(p, "rb").read() for p in paths]))
+    assert [r["class"] for r in records] == [str(c) for c in served["classes"].numpy()]
+    # Patches are 46 px on a 1500-px canvas; drawn at display size they still show.
+    path = pictures.save(shown, prediction.picture_outputs(outputs), str(tmp_path / "mega.png"))
+    picture = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    red = (picture[..., 0] > 180) & (picture[..., 1] < 90) & (picture[..., 2] < 90)
+    assert picture.shape[1] <= 1000 and red.sum() > 100

@@ -75,7 +75,10 @@ _WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # with an attention pool per head (saved_models/svhn_reader_numbers_dcn/2),
 # trained on full MNIST; svhn_reader_one_pool "pretrained": the first one,
 # with one pool for all heads (.../1), where the second's training starts.
-PRETRAINED = {"cluttered_mnist": {"pretrained": "cluttered_mnist_dcn.weights.h5",
+# megapixel_mnist "pretrained": the k=32 DCN on 1500-px Megapixel MNIST
+# canvases, trained on full MNIST (saved_models/megapixel_mnist_dcn/1).
+PRETRAINED = {"megapixel_mnist": {"pretrained": "megapixel_mnist_dcn.weights.h5"},
+              "cluttered_mnist": {"pretrained": "cluttered_mnist_dcn.weights.h5",
                                   "pretrained_full_mnist": "cluttered_mnist_full_dcn.weights.h5"},
               "cluttered_mnist_fast": {"pretrained": "cluttered_mnist_fast_full_dcn.weights.h5",
                                        "pretrained_embedded": "cluttered_mnist_fast_dcn.weights.h5"},

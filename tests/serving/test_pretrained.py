@@ -35,7 +35,8 @@ def test_shipped_model_has_the_test_error_the_readme_states():
 SHIPPED_MODELS = {SHIPPED: "cluttered_mnist",
                   os.path.join(ROOT, "saved_models", "cluttered_mnist_fast_full_dcn", "1"): "cluttered_mnist_fast",
                   os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "1"): "svhn_reader_one_pool",
-                  os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "2"): "svhn_reader"}
+                  os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "2"): "svhn_reader",
+                  os.path.join(ROOT, "saved_models", "megapixel_mnist_dcn", "1"): "megapixel_mnist"}
 
 
 def test_saved_models_holds_the_shipped_models_and_nothing_else():
