@@ -29,6 +29,9 @@ DOCS = os.path.dirname(os.path.abspath(__file__))
 EMBEDDED = ("cluttered_mnist, embedded digits", "cluttered_mnist")
 FULL = ("cluttered_mnist, full MNIST", "cluttered_mnist")
 NUMBERS = ("mnist_numbers, full MNIST", "mnist_numbers")
+# Its fine model is the DCN's own fine tower and top over the whole canvas: a fine model
+# cannot be trained at 1500 px on a 2-core CPU (docs/scaling.md).
+MEGAPIXEL = ("megapixel_mnist, full MNIST", "megapixel_mnist")
 ROWS = [
     (*EMBEDDED, 100, "c100", "cluttered_mnist"),
     (*EMBEDDED, 200, "c200", "cluttered_mnist"),
@@ -39,6 +42,7 @@ ROWS = [
     (*NUMBERS, 128, "n128", "svhn_reader_one_pool"),
     (*NUMBERS, 256, "n256", "svhn_reader_one_pool"),
     (*NUMBERS, 384, "n384", "svhn_reader_one_pool"),
+    (*MEGAPIXEL, 1500, "m1500", "megapixel_mnist"),
 ]
 
 
