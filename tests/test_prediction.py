@@ -169,7 +169,6 @@ def test_a_large_image_model_predicts_files_and_draws_them_scaled_for_display(tm
     assert picture.shape[1] == 720 and picture.shape[0] < 2 * 400  # Two rows at the usual width.
 
 
-@pytest.mark.slow
 def test_the_megapixel_model_reads_1500_px_pngs_and_draws_its_patches(tmp_path):
     from dcn_keras import pictures
     from dcn_keras.datasets import megapixel_mnist
