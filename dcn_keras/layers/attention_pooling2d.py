@@ -46,13 +46,22 @@ class AttentionPooling2D(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        x = tf.cast(inputs, tf.float32)
-        shape = tf.shape(x)
-        flat = tf.reshape(x, [shape[0], -1, shape[3]])  # [B, H*W, C]
-        scores = tf.matmul(flat, tf.cast(self.score_kernel, tf.float32)) + tf.cast(self.score_bias, tf.float32)
-        weights = tf.nn.softmax(scores, axis=1)  # [B, H*W, 1]
+        flat, weights = self._flat_and_weights(inputs)
         pooled = tf.reduce_sum(weights * flat, axis=1)
         return tf.cast(pooled, self.compute_dtype)
+
+    def attention_weights(self, inputs):
+        """The softmax weight of each position, float32 `[batch, height, width]` (class activation maps use it)."""
+        _, weights = self._flat_and_weights(inputs)
+        return tf.reshape(weights, tf.shape(inputs)[:3])
+
+    def _flat_and_weights(self, inputs):
+        # `[B, H*W, C]` in float32 and the softmax over positions of the score, `[B, H*W, 1]`.
+        x = tf.cast(inputs, tf.float32)
+        shape = tf.shape(x)
+        flat = tf.reshape(x, [shape[0], -1, shape[3]])
+        scores = tf.matmul(flat, tf.cast(self.score_kernel, tf.float32)) + tf.cast(self.score_bias, tf.float32)
+        return flat, tf.nn.softmax(scores, axis=1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])

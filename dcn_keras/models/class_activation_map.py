@@ -94,14 +94,6 @@ class ClassActivationMap:
         return {"logits": logits, "saliency": self.cell_scores(activation, logits, tf.shape(grid)),
                 "pre_activation": pre_activation}
 
-    def _attention(self, activation):
-        # The attention pool's own weights, [batch, rows, cols], in float32 as the pool computes them.
-        scores = tf.einsum("bhwf,f->bhw", activation, tf.cast(self.pool.score_kernel[:, 0], tf.float32))
-        scores += tf.cast(self.pool.score_bias[0], tf.float32)
-        shape = tf.shape(scores)
-        flat = tf.nn.softmax(tf.reshape(scores, [shape[0], -1]), axis=-1)
-        return tf.reshape(flat, shape)
-
     def cell_scores(self, activation, logits, grid_shape):
         """The saliency map, float32 `[batch, rows, cols]`, from the ReLU'd map and the logits."""
         activation = tf.cast(activation, tf.float32)
@@ -113,7 +105,7 @@ class ClassActivationMap:
         weights = tf.matmul(classes, tf.cast(self.dense.kernel, tf.float32), transpose_b=True)  # [B, F]
         scores = tf.einsum("bhwf,bf->bhw", activation, weights)
         if isinstance(self.pool, AttentionPooling2D):
-            scores *= self._attention(activation)
+            scores *= self.pool.attention_weights(activation)
         scores = tf.nn.relu(scores)
         kh, kw = self.conv.kernel_size
         windows = tf.ones([kh, kw, 1, 1], tf.float32)
