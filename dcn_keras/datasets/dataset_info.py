@@ -19,6 +19,9 @@ class DatasetInfo:
         object_boxes: float array `[num_examples, objects, 4]` or None, each
             object's `[top, left, height, width]` in pixels (zero height:
             none), where the dataset knows them (`mnist_numbers`' digits).
+        eight_bit: bool, whether every pixel is a whole multiple of 1/255
+            (drawn from 8-bit values), so training can carry the images as
+            uint8 and lose nothing. Defaults to False.
     """
 
     name: str
@@ -29,3 +32,4 @@ class DatasetInfo:
     source: str
     class_names: tuple = ()
     object_boxes: object = dataclasses.field(default=None, repr=False, compare=False)
+    eight_bit: bool = False

@@ -77,7 +77,7 @@ def _megapixel_mnist(split, data_dir=None, seed=0, training=False, digits="auto"
         source=f"{source} MNIST digits ({len(images)} in {split}), {size}x{size} canvases with "
                f"{described.noise_index.shape[1]} noise blocks",
         class_names=tuple(str(d) for d in range(10)),
-        object_boxes=megapixel_mnist.digit_boxes(described, images))
+        object_boxes=megapixel_mnist.digit_boxes(described, images), eight_bit=True)
     return records, decode, info
 
 

@@ -3,7 +3,7 @@
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.models.fit_checks import check_fit_data
-from dcn_keras.models.fit_checks import finite_images
+from dcn_keras.models.fit_checks import step_images
 from dcn_keras.models.fit_checks import graph_checks_as_value_errors
 from dcn_keras.models.objective import labels_per_head
 from dcn_keras.models.objective import per_example_ce_and_correct
@@ -90,7 +90,7 @@ class DynamicCapacityTrainer:
 
     def train_step(self, data):
         images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images = finite_images(images)
+        images = step_images(images)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             out = self.forward(images, training=True)
@@ -105,7 +105,7 @@ class DynamicCapacityTrainer:
 
     def test_step(self, data):
         images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images = finite_images(images)
+        images = step_images(images)
         out = self.forward(images, training=False)
         return self._update_metrics(self.compute_losses(labels, out, sample_weight), images)
 

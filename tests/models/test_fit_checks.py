@@ -95,3 +95,34 @@ def test_checking_a_dataset_does_not_iterate_it():
         model.fit(tf.data.Dataset.from_tensor_slices((random_images(4, (100, 100, 3)), np.arange(4))).batch(2))
     with pytest.raises(ValueError, match="the dataset yields no labels"):
         model.fit(tf.data.Dataset.from_tensor_slices(random_images(4)).batch(2))
+
+
+def _trained_on(images, labels, as_dataset):
+    keras.utils.set_random_seed(0)
+    model = _model()
+    if as_dataset:
+        model.fit(tf.data.Dataset.from_tensor_slices((images, labels)).batch(4), epochs=1, verbose=0)
+    else:
+        model.fit(images, labels, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    return model.get_weights(), model.evaluate(images, labels, verbose=0, return_dict=True)
+
+
+@pytest.mark.parametrize("as_dataset", [True, False])
+def test_uint8_images_train_and_evaluate_as_their_floats_over_255(as_dataset):
+    pixels = np.random.default_rng(3).integers(0, 256, (8, 100, 100, 1)).astype(np.uint8)
+    labels = np.arange(8)
+    eight_bit = _trained_on(pixels, labels, as_dataset)
+    floats = _trained_on(pixels.astype(np.float32) / np.float32(255), labels, as_dataset)
+    assert all(np.array_equal(a, b) for a, b in zip(eight_bit[0], floats[0]))
+    assert eight_bit[1] == floats[1]
+
+
+def test_other_integer_images_are_named_with_what_is_allowed():
+    model = _model()
+    data = tf.data.Dataset.from_tensor_slices((np.zeros((4, 100, 100, 1), np.int32), np.arange(4))).batch(2)
+    with pytest.raises(ValueError, match=r"float32 tensors in \[0, 1\] \(or uint8, 0-255\); the dataset yields"):
+        model.fit(data, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="Expected at least one image"):
+        model.fit(np.zeros((0, 100, 100, 1), np.uint8), np.zeros(0, int), verbose=0)
+    with pytest.raises(ValueError, match=r"Expected images of shape \(None, 100, 100, 1\)"):
+        model.fit(np.zeros((4, 100, 100, 3), np.uint8), np.arange(4), verbose=0)
