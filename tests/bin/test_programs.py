@@ -290,7 +290,7 @@ def test_dcn_sweep_bad_flags_fail_with_one_line(tmp_path):
             ([f"--fine={tmp_path}/none.keras", "--digits=embedded", "--examples_per_digit=1"], "none.keras")):
         done = _run("dcn_sweep", "--models=m.keras", "--fine=f.keras", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-        assert f"dcn_sweep: error: " in done.stderr and message in done.stderr
+        assert "dcn_sweep: error: " in done.stderr and message in done.stderr
 
 
 @pytest.mark.slow
@@ -322,7 +322,6 @@ def test_a_folder_of_own_images_trains_evaluates_and_predicts_by_class_name(tmp_
 
 @pytest.mark.slow
 def test_dcn_predict_reads_numbers_with_the_shipped_numbers_model(tmp_path):
-    import numpy as np
     from PIL import Image
 
     from dcn_keras.datasets.mnist_numbers import split_numbers
