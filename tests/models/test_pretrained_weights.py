@@ -31,6 +31,13 @@ def _test_images(preset, count):
     return images, {head: value[:count] for head, value in labels.items()}
 
 
+def _cells(locations):
+    """Each image's `(row, col)` locations in row-major order."""
+    locations = np.asarray(locations)
+    keys = locations[..., 0] * 100_000 + locations[..., 1]
+    return np.take_along_axis(locations, np.argsort(keys, axis=1)[..., None], axis=1)
+
+
 @pytest.mark.parametrize("preset, weights, saved_model", [
     ("cluttered_mnist", "pretrained", "cluttered_mnist_dcn"),
     ("cluttered_mnist_fast", "pretrained", "cluttered_mnist_fast_full_dcn"),
@@ -46,7 +53,10 @@ def test_pretrained_weights_predict_as_the_shipped_saved_model(preset, weights, 
     served_heads = {k[len("probabilities_"):]: v for k, v in served.items() if k.startswith("probabilities_")}
     for head, p in (out["probabilities"].items() if served_heads else [(None, out["probabilities"])]):
         np.testing.assert_allclose(p, served_heads[head] if head else served["probabilities"], atol=1e-5)
-    np.testing.assert_array_equal(out["locations"], served["locations"])
+    # The same cells refined. Their order is by saliency, and two cells a float
+    # rounding apart may come in either order on the two runtimes (seen for
+    # svhn_reader_numbers_dcn/1: ranks 55 and 56 of 192 in one of 128 images).
+    np.testing.assert_array_equal(_cells(out["locations"]), _cells(served["locations"]))
     if model.exit_threshold is not None:  # The export keeps the preset's early exit.
         np.testing.assert_array_equal(out["refined"], served["refined"].numpy())
         assert 0 < out["refined"].sum() < len(images)
