@@ -6,7 +6,7 @@ import pytest
 from dcn_keras.studies import comparison
 from dcn_keras import presets
 from dcn_keras.datasets import cluttered_mnist
-from dcn_keras.evaluation import compare_saved_models
+from dcn_keras import evaluation
 from dcn_keras.training import TrainConfig
 
 
@@ -92,14 +92,23 @@ def test_unknown_run_is_named():
         comparison.run_comparison(TrainConfig(), "/tmp/unused", runs=("resnet",))
 
 
-def test_paired_test_scores_every_run_on_the_same_larger_test_set(tmp_path):
+def test_paired_test_scores_every_run_on_the_same_larger_test_set(tmp_path, monkeypatch):
     base = TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=2,
                        batch_size=8, verbose=0)
+    scored = []  # (dataset, right) of each run, as `evaluation.outcomes` gave them.
+
+    def outcomes(model, data):
+        right, keys = evaluation.outcomes(model, data)
+        scored.append((data, right))
+        return right, keys
+    monkeypatch.setattr(comparison, "outcomes", outcomes)
     rows = comparison.run_comparison(base, str(tmp_path), runs=("fine", "dcn"),
                                      test_examples_per_digit=2, log=lambda *_: None)
-    paths = {name: str(tmp_path / name / "model.keras") for name in rows}
-    expected = compare_saved_models(paths["fine"], paths["dcn"], "cluttered_mnist", "test",
-                                    digits="embedded", examples_per_digit=2)
+    # One test set, made once (2 canvases per embedded test digit), scored by both runs.
+    (data, right_fine), (same, right_dcn) = scored
+    assert same is data and data.cardinality() == 2000
+    expected = dict(evaluation.paired_counts(right_fine, right_dcn),
+                    error_a=1 - right_fine.mean(), error_b=1 - right_dcn.mean())
     fine, dcn = rows["fine"]["paired_test"], rows["dcn"]["paired_test"]
     assert fine == dict(canvases_per_digit=2, examples=2000, error=pytest.approx(expected["error_a"]))
     assert dcn["examples"] == 2000 and dcn["error"] == pytest.approx(expected["error_b"])
