@@ -77,21 +77,6 @@ def glyph_task(num_images, num_classes=4, size=100, glyph=10, clutter=8, seed=0)
     return images, labels, corners
 
 
-def draw_test_numbers(count, image_size=384):
-    """`count` numbers of the embedded MNIST test digits at `image_size`, as the test split draws them.
-
-    The same recipe as `split_numbers("test", "embedded", image_size=...,
-    digit_scale=1.0)`, but only `count` numbers: the split's 1,000 at 384 px
-    take about 20 s to draw. Returns uint8 images `[count, S, S, 1]` and
-    the heads' labels.
-    """
-    from dcn_keras.datasets import cluttered_mnist
-    from dcn_keras.datasets import mnist_numbers
-
-    digits, labels, _ = cluttered_mnist.load_digits("test", "embedded")
-    return mnist_numbers.make_numbers(digits, labels, count, image_size, seed=1000 + 2, digit_scale=1.0)[:2]
-
-
 def variable_groups(model):
     """Maps "coarse"/"fine"/"top" to that sub-network's trainable variables."""
     return {name: getattr(model, name).trainable_variables for name in ("coarse", "fine", "top")}

@@ -150,7 +150,7 @@ def make_numbers(digits, labels, num_images, image_size=64, max_digits=MAX_DIGIT
 
 
 def split_numbers(split, source="auto", data_dir=None, seed=0, examples_per_digit=None, image_size=64,
-                  max_digits=MAX_DIGITS, mnist_dir=None, digit_scale=None):
+                  max_digits=MAX_DIGITS, mnist_dir=None, digit_scale=None, num_numbers=None):
     """The numbers of one split, as `load_dataset("mnist_numbers", ...)` serves them.
 
     The loader's `canvas_size` is `image_size` with `digit_scale=1`: digits
@@ -158,7 +158,10 @@ def split_numbers(split, source="auto", data_dir=None, seed=0, examples_per_digi
 
     `examples_per_digit` numbers are made per digit of the split; None makes
     4 per training digit and, for validation and test, enough for at least
-    5,000 numbers (5 per embedded test digit, 1 per full-MNIST one).
+    5,000 numbers (5 per embedded test digit, 1 per full-MNIST one). With
+    `num_numbers`, that many are made instead, from the same digits and
+    seed (a sample for timing or a quick check: not the first numbers of
+    the whole split, whose draw depends on its count).
 
     Returns:
         `(images, labels, boxes, source)`: `make_numbers`' outputs and the
@@ -168,7 +171,11 @@ def split_numbers(split, source="auto", data_dir=None, seed=0, examples_per_digi
     if examples_per_digit is None:
         examples_per_digit = 4 if split == "train" else -(-_TEST_NUMBERS // len(digits))
     cluttered_mnist.check_examples_per_digit(examples_per_digit)
+    if num_numbers is None:
+        num_numbers = len(digits) * examples_per_digit
+    elif isinstance(num_numbers, bool) or not isinstance(num_numbers, (int, np.integer)) or num_numbers < 1:
+        raise ValueError(f"num_numbers={num_numbers!r} must be an integer >= 1 (numbers to make).")
     # Seeds apart from cluttered MNIST's (seed * 3 + split) so the two never share placements.
-    made = make_numbers(digits, labels, len(digits) * examples_per_digit, image_size, max_digits,
+    made = make_numbers(digits, labels, num_numbers, image_size, max_digits,
                         seed=1000 + seed * 3 + cluttered_mnist.SPLITS.index(split), digit_scale=digit_scale)
     return (*made, source)

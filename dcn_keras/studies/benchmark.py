@@ -197,7 +197,7 @@ def _test_canvases(image_shape, count, mnist_dir=None, preset=None):
         canvases = cluttered_mnist.split_canvases("test", examples_per_digit=per_digit, canvas_size=height,
                                                   **source)[0]
     else:
-        canvases = np.repeat(mnist_numbers.split_numbers("test", examples_per_digit=per_digit, image_size=height,
+        canvases = np.repeat(mnist_numbers.split_numbers("test", num_numbers=count, image_size=height,
                                                          digit_scale=1.0, **source)[0], 3, axis=-1)
     return canvases[:count].astype(np.float32) / 255.0
 

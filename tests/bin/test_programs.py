@@ -324,9 +324,9 @@ def test_a_folder_of_own_images_trains_evaluates_and_predicts_by_class_name(tmp_
 def test_dcn_predict_reads_numbers_with_the_shipped_numbers_model(tmp_path):
     from PIL import Image
 
-    from tests.helpers import draw_test_numbers
+    from dcn_keras.datasets.mnist_numbers import split_numbers
 
-    images, labels = draw_test_numbers(4)
+    images, labels = split_numbers("test", "embedded", num_numbers=4, image_size=384, digit_scale=1.0)[:2]
     truth = []
     for n in range(4):
         Image.fromarray(images[n, ..., 0]).save(tmp_path / f"number_{n}.png")

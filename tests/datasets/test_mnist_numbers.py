@@ -92,6 +92,18 @@ def test_evaluation_splits_default_to_at_least_5000_numbers():
     assert info.num_examples == 5000
 
 
+def test_num_numbers_makes_that_many_from_the_split_digits_with_its_seed():
+    images, labels, boxes, source = mnist_numbers.split_numbers("test", "embedded", num_numbers=3, image_size=96)
+    assert images.shape == (3, 96, 96, 1) and len(labels["length"]) == len(boxes) == 3 and source == "embedded"
+    again = mnist_numbers.split_numbers("test", "embedded", num_numbers=3, image_size=96)[0]
+    np.testing.assert_array_equal(images, again)
+    other = mnist_numbers.split_numbers("test", "embedded", num_numbers=3, image_size=96, seed=1)[0]
+    assert not np.array_equal(images, other)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"num_numbers={bad!r} must be an integer >= 1"):
+            mnist_numbers.split_numbers("test", "embedded", num_numbers=bad)
+
+
 @pytest.mark.parametrize("value", [0, 6, -1, 2.5, True, "3"])
 def test_bad_max_digits_is_named(value):
     with pytest.raises(ValueError, match=r"max_digits=.* must be an integer from 1 to 5"):

@@ -7,8 +7,8 @@ import tensorflow as tf
 import dcn_keras
 from dcn_keras.datasets import cluttered_mnist
 from dcn_keras.datasets import megapixel_mnist
+from dcn_keras.datasets import mnist_numbers
 from dcn_keras.evaluation import right_answers
-from tests.helpers import draw_test_numbers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,7 +25,8 @@ def _test_images(preset, count):
     if model.image_shape[-1] == 1:
         canvases, labels = cluttered_mnist.split_canvases("test", "embedded", canvas_size=size)[:2]
         return canvases[:count].astype(np.float32) / 255.0, labels[:count]
-    numbers, labels = draw_test_numbers(count, size)
+    numbers, labels = mnist_numbers.split_numbers("test", "embedded", num_numbers=count, image_size=size,
+                                                  digit_scale=1.0)[:2]
     return np.repeat(numbers, 3, axis=-1).astype(np.float32) / 255.0, labels
 
 
