@@ -45,7 +45,7 @@ def format_table(results):
     for b in batches:
         header += [f"b{b} {v} ms" for v in variants] + [f"b{b} img/s"]
     train_batches = sorted({k.split("/")[1] for k in train})
-    header += [f"train {'/'.join(train_batches) or 'b64'} ms", "peak MB"]
+    header += [f"train {'/'.join(train_batches) or 'b64'} ms", "call MB"]
     rows = [header]
     for name in names:
         macs = results["macs_per_image"][name]
@@ -56,12 +56,14 @@ def format_table(results):
             row += [f"{max(c['images_per_s'] for c in cells if c):.0f}"]
         step = next((v for k, v in train.items() if k.startswith(name + "/")), None)
         row.append(f"{step['step_ms']:.1f}" if step else "-")
-        peak = results["peak_memory_bytes"].get(name)
-        row.append(f"{peak / 2**20:.0f}" if peak else "-")
+        own = results.get("call_memory_bytes", {}).get(name)  # (Not in runs before it was measured.)
+        row.append(f"{own / 2**20:.0f}" if own else "-")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"call MB: the memory one inference at batch {batches[-1]} took above what was already held "
+                 "(weights, inputs); '-' where TensorFlow's CPU allocator does not report it.")
     lines.append("")
     lines.append("speed-up of each DCN over the fine model's best time on any runtime measured:")
     for key, ratio in sorted(results["speedup_vs_best_fine"].items()):

@@ -16,7 +16,7 @@ from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.models.loading import check_dtype_policy
 from dcn_keras.models.loading import global_dtype_policy
 from dcn_keras.studies.timing import interleaved_median_seconds
-from dcn_keras.studies.timing import peak_memory_bytes
+from dcn_keras.studies.timing import call_memory_bytes
 
 
 def inference_fn(model, jit_compile=False, batch_splits=1):
@@ -140,7 +140,11 @@ def run_benchmark(preset="cluttered_mnist", ks=(4, 8, 16), batch_sizes=(1, 64),
     `results["floor"]`. With `litert`, every model also runs as a LiteRT
     file (`litert_fns`: batch 1 with one and two threads, larger batches
     with two), timed in the same rounds (variants `litert1`, `litert2`).
-    Every model is built under
+    At the largest batch size, each model's memory for one call:
+    `results["call_memory_bytes"]`, the allocator's peak above what it
+    already held, and `results["peak_memory_bytes"]`, that peak with the
+    held bytes (`call_memory_bytes`; None unless TensorFlow's CPU allocator
+    is BFC). Every model is built under
     `dtype_policy` (one of `loading.DTYPE_POLICIES`; None is float32); the
     global policy is restored after.
 
@@ -254,7 +258,8 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
                "exit_threshold": exit_threshold, "requests": requests if weights is not None else None,
                "macs_per_image": macs,
                "inference": {}, "train_step": {},
-               "peak_memory_bytes": {}, "warmup": warmup, "repeats": repeats, "threads": threads,
+               "peak_memory_bytes": {}, "call_memory_bytes": {},
+               "warmup": warmup, "repeats": repeats, "threads": threads,
                "batch_splits": batch_splits, "floor": {},
                "fine_tile": {f"dcn_k{k}": m.fine_tile for k, m in dcns.items()},
                "fine_windows_per_image": windows}
@@ -300,7 +305,9 @@ def _run(preset, ks, batch_sizes, train_batch, warmup, repeats, xla, seed, gathe
     largest = max(batch_sizes)
     for name in models:  # After the timing: traced and warm.
         key = f"{name}/b{largest}/graph"
-        results["peak_memory_bytes"][name] = peak_memory_bytes(*calls[largest].get(key) or calls[largest][f"{key}#0"])
+        memory = call_memory_bytes(*calls[largest].get(key) or calls[largest][f"{key}#0"]) or {}
+        results["peak_memory_bytes"][name] = memory.get("peak")
+        results["call_memory_bytes"][name] = memory.get("own")
 
     if breakdown:
         results["breakdown"] = {f"dcn_k{k}/b{largest}": time_parts(m, inputs[largest], warmup, repeats)

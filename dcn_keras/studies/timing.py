@@ -53,11 +53,21 @@ def interleaved_median_seconds(calls, warmup, repeats, burst=3):
     return {key: statistics.median(t) for key, t in times.items()}
 
 
-def peak_memory_bytes(fn, args):
-    """Peak bytes the CPU allocator held while running `fn(*args)` once."""
+def call_memory_bytes(fn, args):
+    """Bytes the CPU allocator held while running `fn(*args)` once: `{"peak", "own"}`, or None.
+
+    `peak` is the allocator's peak during the call, so it counts whatever was
+    already held (the weights, the inputs, other batches a benchmark keeps);
+    `own` is the peak above that: the call's activations, temporaries and
+    outputs, what one more request costs. TensorFlow reports the CPU
+    allocator only when it is its BFC allocator (`TF_CPU_ALLOCATOR_USE_BFC=true`
+    before TensorFlow starts, as `bin/dcn_bench` sets it); else None.
+    """
     try:
         tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
         _fetch(fn(*args))
-        return int(tf.config.experimental.get_memory_info("CPU:0")["peak"])
+        peak = int(tf.config.experimental.get_memory_info("CPU:0")["peak"])
     except (ValueError, tf.errors.InvalidArgumentError):
-        return None  # Not reported by this TensorFlow build.
+        return None  # Not reported by this allocator.
+    return {"peak": peak, "own": peak - int(before)}

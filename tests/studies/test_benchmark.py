@@ -198,7 +198,7 @@ def test_run_benchmark_builds_every_model_under_the_dtype_policy_and_restores_it
     assert results["dtype_policy"] == policy
     assert results["train_step"]["dcn_k2/b2"]["step_ms"] > 0
     table = bench_report.format_table(results)
-    assert table.splitlines()[0].split()[-5:] == ["train", "b2", "ms", "peak", "MB"]  # The train batch's.
+    assert table.splitlines()[0].split()[-5:] == ["train", "b2", "ms", "call", "MB"]  # The train batch's.
     assert f"every model built under the dtype policy {policy}" in table
     with pytest.raises(ValueError, match=r"dtype_policy='float16' is not valid; choose one of: float32, "
                                          r"mixed_float16, mixed_bfloat16\."):
@@ -221,6 +221,9 @@ def test_dcn_bench_program_writes_json(tmp_path):
     assert written["threads"] == {"intra_op": 1, "inter_op": 2}
     assert written["batch_splits"] == 2
     assert written["floor"]["dcn_k2/b1/floor"]["latency_ms"] > 0
+    # The program turns on the allocator that reports memory: each model's own and peak.
+    for name in ("fine", "coarse", "dcn_k2"):
+        assert 0 < written["call_memory_bytes"][name] < written["peak_memory_bytes"][name]
     assert "each DCN's convolutions and pools alone" in done.stdout
 
 

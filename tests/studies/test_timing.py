@@ -1,4 +1,11 @@
+import json
+import os
+import subprocess
+import sys
+
 from dcn_keras.studies import timing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dcn_keras.backend import tf
 
 
@@ -24,3 +31,25 @@ def test_interleaved_timing_rotates_rounds_and_drops_each_bursts_first_call(monk
     assert rounds == ["abc", "bca"] and len(timed) == 2 * 9
     # One call alone keeps every call, the cold one too.
     assert timing.median_seconds(calls["b"][0], (0,), warmup=0, repeats=1) == 2.0 + 5.0
+
+
+_MEMORY_SCRIPT = """
+import json
+from dcn_keras.backend import tf
+from dcn_keras.studies.timing import call_memory_bytes
+held = tf.ones([10 * 2**20 // 4])  # 10 MB, held before the call.
+fn = tf.function(lambda x: tf.tile(x, [4])[::1000])  # A 40 MB temporary.
+print(json.dumps(call_memory_bytes(fn, (held,))))
+"""
+
+
+def test_call_memory_is_what_the_call_adds_above_what_was_held():
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CPU_ALLOCATOR_USE_BFC="true")
+    done = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT], capture_output=True, text=True, timeout=300,
+                          env=environment, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    memory = json.loads(done.stdout.splitlines()[-1])
+    assert 40 * 2**20 <= memory["own"] < 80 * 2**20  # (The allocator rounds chunks up.)
+    assert memory["peak"] - memory["own"] >= 10 * 2**20  # The held tensor counts in the peak only.
+    if "TF_CPU_ALLOCATOR_USE_BFC" not in os.environ:  # TensorFlow's default CPU allocator: not reported.
+        assert timing.call_memory_bytes(lambda: 1, ()) is None
