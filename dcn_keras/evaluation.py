@@ -87,7 +87,7 @@ def _predictor(path, num_patches=None, unrefined="coarse", dtype_policy=None, sa
     raise FileNotFoundError(f"{path} is neither a .keras file nor a SavedModel directory.")
 
 
-def _outcomes(predict, data, batch_size, boxes=None):
+def _outcomes(predict, data, batch_size, boxes=None, progress=None):
     """Per-example `(right, key, breakdown)`: key is the label, or the number's length for multi-digit models.
 
     A multi-digit example is right when every head is: the length and all
@@ -113,6 +113,8 @@ def _outcomes(predict, data, batch_size, boxes=None):
                 shares.append(number_errors.ink_share_in_patches(
                     images.numpy(), boxes[seen:seen + len(keys[-1])], np.asarray(patch_boxes)))
         seen += len(keys[-1])
+        if progress is not None:
+            progress(len(keys[-1]))
     breakdown = None
     if boxes is not None and heads:
         joined = [{h: np.concatenate([part[h] for part in parts]) for h in parts[0]} for parts in (heads, labelled)]
@@ -120,6 +122,18 @@ def _outcomes(predict, data, batch_size, boxes=None):
             *joined, boxes[:len(joined[1]["length"])], int(data.element_spec[0].shape[0]),
             np.concatenate(shares) if shares else None)
     return np.concatenate(right_parts), np.concatenate(keys), breakdown
+
+
+def _counter(progress, total):
+    # `_outcomes` reports each batch's size; `progress` is told the running count.
+    if progress is None:
+        return None
+    scored = [0]
+
+    def count(batch):
+        scored[0] += batch
+        progress(scored[0], total)
+    return count
 
 
 def right_answers(probabilities, labels):
@@ -162,7 +176,7 @@ def outcomes(model, data, batch_size=64):
 
 
 def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches=None,
-                         unrefined="coarse", dtype_policy=None, saliency=None, **dataset_options):
+                         unrefined="coarse", dtype_policy=None, saliency=None, progress=None, **dataset_options):
     """Returns `{"error", "examples", "per_class_error", "whole_number", "source", "class_names"}` for a saved model.
 
     Multi-head models (`svhn`, `mnist_numbers`) count an example as right
@@ -175,12 +189,15 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     the `k` it was trained with; with `unrefined="blank"`, its unrefined
     cells are blank (`blank_filled_logits`); with `dtype_policy`, a `.keras`
     model computes under that policy (`with_dtype_policy`); with `saliency`,
-    a `.keras` DCN scores cells so (`"entropy_gradient"` or `"cam"`).
+    a `.keras` DCN scores cells so (`"entropy_gradient"` or `"cam"`). With
+    `progress`, `progress(scored, total)` is called after each batch: the
+    examples scored so far and the split's count (None if unknown).
     """
     data, info = load_dataset(dataset, split, **dataset_options)
     predict = _predictor(path, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
     numbers = isinstance(data.element_spec[1], dict)
-    right, keys, breakdown = _outcomes(predict, data, batch_size, info.object_boxes if numbers else None)
+    right, keys, breakdown = _outcomes(predict, data, batch_size, info.object_boxes if numbers else None,
+                                       _counter(progress, info.num_examples))
     wrong = ~right
     result = {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": error_by_key(right, keys),
               "whole_number": numbers, "source": info.source, "class_names": info.class_names}
@@ -212,14 +229,16 @@ def exact_mcnemar_p(only_a_right, only_b_right):
 
 
 def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, num_patches=None,
-                         unrefined="coarse", dtype_policy=None, saliency=None, **dataset_options):
+                         unrefined="coarse", dtype_policy=None, saliency=None, progress=None, **dataset_options):
     """Paired comparison of two saved models on the same examples.
 
     Two errors measured on one test set differ by chance; the examples only
     one model gets right say whether the difference is real. With
     `num_patches`, model A (a `.keras` DCN) refines that many cells, and
     with `unrefined`, fills the others so; with `dtype_policy`, model A
-    computes under that policy (A and B may be the same file).
+    computes under that policy (A and B may be the same file). With
+    `progress`, as `evaluate_saved_model`'s, over both models' passes (the
+    total is twice the split's count).
 
     Returns:
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
@@ -228,8 +247,9 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
     data, info = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
     predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
     predict_b = _predictor(path_b, image_shape=info.image_shape)
-    right_a = _outcomes(predict_a, data, batch_size)[0]
-    right_b = _outcomes(predict_b, data, batch_size)[0]
+    count = _counter(progress, None if info.num_examples is None else 2 * info.num_examples)
+    right_a = _outcomes(predict_a, data, batch_size, progress=count)[0]
+    right_b = _outcomes(predict_b, data, batch_size, progress=count)[0]
     return paired_counts(right_a, right_b)
 
 

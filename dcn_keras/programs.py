@@ -15,6 +15,7 @@ import dataclasses
 import os
 import re
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -90,6 +91,24 @@ def fail(message):
     """Ends the program with `<program>: error: message` on stderr and exit status 2."""
     print(f"{program_name()}: error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def progress_printer(every_seconds=30.0, clock=time.monotonic):
+    """A `progress(done, total)` that prints `<program>: done of total (p%), s s` to stderr every `every_seconds`.
+
+    The last call (done == total) always prints: a long evaluation shows it
+    is alive and how far it has come, without a line per batch.
+    """
+    start, last = clock(), [None]
+
+    def progress(done, total):
+        now = clock()
+        if done != total and last[0] is not None and now - last[0] < every_seconds:
+            return
+        last[0] = now
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        print(f"{program_name()}: {done} of {total or '?'}{share}, {now - start:.0f} s", file=sys.stderr, flush=True)
+    return progress
 
 
 @contextlib.contextmanager

@@ -54,13 +54,21 @@ def test_paired_comparison_counts_the_examples_only_one_model_gets_right(tmp_pat
     zeros, ones = _always(0, tmp_path / "zeros.keras"), _always(1, tmp_path / "ones.keras")
     options = dict(digits="embedded", examples_per_digit=2)
     labels = cluttered_mnist.split_canvases("test", "embedded", examples_per_digit=2)[1]
-    result = compare_saved_models(zeros, ones, "cluttered_mnist", "test", **options)
+    reported = []
+    result = compare_saved_models(zeros, ones, "cluttered_mnist", "test", **options,
+                                  progress=lambda done, total: reported.append((done, total)))
+    # After each batch of 64, over both models' passes.
+    assert reported[0] == (64, 4000) and reported[31] == (2000, 4000) and reported[-1] == (4000, 4000)
+    assert len(reported) == 64 and all(a[0] < b[0] for a, b in zip(reported, reported[1:]))
     n0, n1 = int(np.sum(labels == 0)), int(np.sum(labels == 1))
     assert result["examples"] == 2000 and (result["only_a_right"], result["only_b_right"]) == (n0, n1)
     assert result["error_a"] == pytest.approx(1 - n0 / 2000)
     assert result["error_b"] == pytest.approx(1 - n1 / 2000)
     assert result["p_value"] == pytest.approx(exact_mcnemar_p(n0, n1))
-    alone = evaluate_saved_model(zeros, "cluttered_mnist", "test", **options)
+    reported.clear()
+    alone = evaluate_saved_model(zeros, "cluttered_mnist", "test", batch_size=500, **options,
+                                 progress=lambda done, total: reported.append((done, total)))
+    assert reported == [(500, 2000), (1000, 2000), (1500, 2000), (2000, 2000)]
     assert alone["error"] == pytest.approx(result["error_a"]) and alone["examples"] == 2000
 
     same = compare_saved_models(zeros, zeros, "cluttered_mnist", "test", digits="embedded")

@@ -34,6 +34,19 @@ def test_a_flag_left_unset_takes_the_configs_default():
     assert config.max_digits == 5 and config.examples_per_digit == 4 and config.preset is None
 
 
+def test_progress_prints_at_most_every_interval_and_always_the_end(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["bin/dcn_eval"])
+    now = [100.0]
+    progress = programs.progress_printer(every_seconds=30, clock=lambda: now[0])
+    for done, seconds in ((64, 5), (128, 20), (192, 40), (256, 50), (320, 71)):
+        now[0] = 100.0 + seconds
+        progress(done, 320)
+    assert capsys.readouterr().err.splitlines() == [
+        "dcn_eval: 64 of 320 (20%), 5 s", "dcn_eval: 192 of 320 (60%), 40 s", "dcn_eval: 320 of 320 (100%), 71 s"]
+    programs.progress_printer()(10, None)
+    assert capsys.readouterr().err == "dcn_eval: 10 of ?, 0 s\n"
+
+
 def test_errors_become_one_line_and_exit_status_2(capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["bin/dcn_eval"])
     with pytest.raises(SystemExit) as exit_info, programs.errors_as_messages():

@@ -52,6 +52,7 @@ def test_dcn_train_then_dcn_eval_end_to_end(tmp_path):
     error = float(lines[0].split("error ")[1].split()[0])
     assert abs(error - results["test_error"]) < 1e-3
     assert [line.split(":")[0].strip() for line in lines[1:]] == [f"class {d}" for d in range(10)]
+    assert "dcn_eval: 1000 of 1000 (100%)" in evaluated.stderr  # Its progress, on stderr.
     served = _run("dcn_eval", f"--model_path={run}/export/1", "--digits=embedded")
     assert served.returncode == 0, served.stderr[-3000:]
     assert served.stdout.splitlines()[0] == lines[0]
