@@ -129,10 +129,10 @@ def load_digits(split, source="auto", data_dir=None, mnist_dir=None):
     return (*embedded_digits(split), "embedded")
 
 
-def check_examples_per_digit(value, name="examples_per_digit"):
-    """Raises a `ValueError` naming `value` unless it is an integer >= 1."""
+def check_examples_per_digit(value, name="examples_per_digit", meaning="canvases made per digit"):
+    """Raises a `ValueError` naming `value` (and what it counts) unless it is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}={value!r} must be an integer >= 1 (canvases made per digit).")
+        raise ValueError(f"{name}={value!r} must be an integer >= 1 ({meaning}).")
 
 
 def split_canvases(split, source="auto", data_dir=None, seed=0, examples_per_digit=1,

@@ -173,8 +173,8 @@ def split_numbers(split, source="auto", data_dir=None, seed=0, examples_per_digi
     cluttered_mnist.check_examples_per_digit(examples_per_digit)
     if num_numbers is None:
         num_numbers = len(digits) * examples_per_digit
-    elif isinstance(num_numbers, bool) or not isinstance(num_numbers, (int, np.integer)) or num_numbers < 1:
-        raise ValueError(f"num_numbers={num_numbers!r} must be an integer >= 1 (numbers to make).")
+    else:
+        cluttered_mnist.check_examples_per_digit(num_numbers, "num_numbers", "numbers to make")
     # Seeds apart from cluttered MNIST's (seed * 3 + split) so the two never share placements.
     made = make_numbers(digits, labels, num_numbers, image_size, max_digits,
                         seed=1000 + seed * 3 + cluttered_mnist.SPLITS.index(split), digit_scale=digit_scale)

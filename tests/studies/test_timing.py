@@ -3,10 +3,10 @@ import os
 import subprocess
 import sys
 
+from dcn_keras.backend import tf
 from dcn_keras.studies import timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dcn_keras.backend import tf
 
 
 def test_interleaved_timing_rotates_rounds_and_drops_each_bursts_first_call(monkeypatch):
