@@ -64,6 +64,10 @@ class TrainConfig:
         epochs: int, training epochs. Defaults to 10.
         steps_per_epoch: int or None, steps per epoch (None: one pass).
         batch_size: int, global batch size. Defaults to 32.
+        eval_batch_size: int or None, the batch size of the validation and
+            test passes (None: `batch_size`). A larger one reads the
+            evaluation splits in fewer steps where memory allows; the errors
+            are the same.
         learning_rate: float, Adam's (peak) learning rate. Defaults to 1e-3.
         lr_schedule: str, `"constant"` or `"cosine"` (decays to 0 over the
             run's steps, so the last epochs settle). Defaults to
@@ -130,6 +134,7 @@ class TrainConfig:
     epochs: int = 10
     steps_per_epoch: Optional[int] = None
     batch_size: int = 32
+    eval_batch_size: Optional[int] = None
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     num_patches: Optional[int] = None
@@ -189,6 +194,7 @@ class TrainConfig:
         _check_number("epochs", self.epochs, 1, integer=True)
         _check_number("steps_per_epoch", self.steps_per_epoch, 1, optional=True, integer=True)
         _check_number("batch_size", self.batch_size, 1, integer=True)
+        _check_number("eval_batch_size", self.eval_batch_size, 1, optional=True, integer=True)
         _check_number("learning_rate", self.learning_rate, 0, strict=True)
         _check_number("num_patches", self.num_patches, 1, optional=True, integer=True)
         _check_number("hint_weight", self.hint_weight, 0, optional=True)

@@ -99,7 +99,8 @@ def _batched(dataset, config, training, skip_steps=0, eight_bit=False):
     if eight_bit:
         dataset = dataset.map(_as_uint8)
     # Equal per-replica batches: the loss scaling assumes them.
-    dataset = dataset.batch(config.batch_size, drop_remainder=training)
+    batch_size = config.batch_size if training else config.eval_batch_size or config.batch_size
+    dataset = dataset.batch(batch_size, drop_remainder=training)
     if skip_steps:
         dataset = dataset.skip(skip_steps)
     options = tf.data.Options()

@@ -12,7 +12,7 @@ from dcn_keras import presets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK = ["--digits=embedded", "--examples_per_digit=1", "--epochs=1", "--steps_per_epoch=2",
-         "--batch_size=8", "--verbose=0"]
+         "--batch_size=8", "--eval_batch_size=64", "--verbose=0"]
 
 
 def _run(program, *args, env=None, timeout=300, cwd=ROOT):
@@ -238,7 +238,7 @@ def test_mnist_numbers_are_read_as_numbers_by_serving_dcn_eval_and_dcn_predict(t
     from dcn_keras.workflows import train_and_export
 
     config = TrainConfig(dataset="mnist_numbers", digits="embedded", examples_per_digit=1, max_digits=2,
-                         epochs=1, steps_per_epoch=2, batch_size=4, num_patches=2,
+                         epochs=1, steps_per_epoch=2, batch_size=4, eval_batch_size=64, num_patches=2,
                          model_dir=str(tmp_path / "run"), verbose=0)
     export = train_and_export(config, print_fn=lambda *_: None)["export_dir"]
     data, _ = load_dataset("mnist_numbers", "test", digits="embedded", examples_per_digit=1, max_digits=2)
@@ -302,7 +302,7 @@ def test_a_folder_of_own_images_trains_evaluates_and_predicts_by_class_name(tmp_
     root = make_folder(tmp_path / "shapes", per_class=10, sizes=((48, 48), (40, 56)))
     run = str(tmp_path / "run")
     done = _run("dcn_train", "--dataset=folder", f"--data_dir={root}", "--epochs=1", "--steps_per_epoch=2",
-                "--batch_size=4", "--verbose=0", f"--model_dir={run}")
+                "--batch_size=4", "--eval_batch_size=64", "--verbose=0", f"--model_dir={run}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"folder from image folder {root} (3 classes); 24 training images" in done.stdout
     assert "skipped 1 unreadable file(s) of 31" in done.stderr

@@ -172,7 +172,7 @@ def test_export_from_keras_file_and_training_directory(tmp_path):
 
     run = tmp_path / "run"  # Trained without an export: export_from makes them.
     train(TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=1,
-                      batch_size=4, model_dir=str(run), verbose=0), print_fn=lambda *_: None)
+                      batch_size=4, eval_batch_size=64, model_dir=str(run), verbose=0), print_fn=lambda *_: None)
     base = str(tmp_path / "saved_models")
     first = export_from(str(run / "model.keras"), base, "dcn", xla=False)
     second = export_from(str(run), base, "dcn", xla=False)

@@ -12,7 +12,7 @@ from dcn_keras.training import TrainConfig
 
 def test_comparison_trains_each_run_on_the_same_data_and_writes_the_table(tmp_path, monkeypatch):
     base = TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=2,
-                       batch_size=8, verbose=0)
+                       batch_size=8, eval_batch_size=64, verbose=0)
     picture = str(tmp_path / "saliency.png")
     rows = comparison.run_comparison(base, str(tmp_path), runs=("coarse", "dcn"), picture=picture,
                                      log=lambda *_: None)
@@ -94,7 +94,7 @@ def test_unknown_run_is_named():
 
 def test_paired_test_scores_every_run_on_the_same_larger_test_set(tmp_path, monkeypatch):
     base = TrainConfig(digits="embedded", examples_per_digit=1, epochs=1, steps_per_epoch=2,
-                       batch_size=8, verbose=0)
+                       batch_size=8, eval_batch_size=64, verbose=0)
     scored = []  # (dataset, right) of each run, as `evaluation.outcomes` gave them.
 
     def outcomes(model, data):

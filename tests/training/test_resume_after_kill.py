@@ -13,7 +13,7 @@ from dcn_keras.backend import keras
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = ["--digits=embedded", "--examples_per_digit=1", "--epochs=4", "--steps_per_epoch=12",
-        "--batch_size=8", "--lr_schedule=cosine", "--verbose=0"]
+        "--batch_size=8", "--eval_batch_size=64", "--lr_schedule=cosine", "--verbose=0"]
 
 
 def _train(model_dir):

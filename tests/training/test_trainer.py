@@ -18,8 +18,8 @@ from tests.helpers import preset_model
 
 def _config(tmp_path, **overrides):
     values = dict(dataset="cluttered_mnist", digits="embedded", examples_per_digit=1,
-                  epochs=2, steps_per_epoch=3, batch_size=8, model_dir=str(tmp_path / "run"),
-                  verbose=0)
+                  epochs=2, steps_per_epoch=3, batch_size=8, eval_batch_size=64,
+                  model_dir=str(tmp_path / "run"), verbose=0)
     return TrainConfig(**{**values, **overrides})
 
 
@@ -210,6 +210,7 @@ def test_a_run_trains_saves_and_exports_under_its_dtype_policy(tmp_path, model, 
         (dict(dataset="imagenet"), "dataset='imagenet'.*cluttered_mnist, folder, megapixel_mnist, mnist_numbers, svhn, svhn_cropped, or tfds:NAME"),
         (dict(batch_size=0), "batch_size=0.*>= 1"),
         (dict(batch_size=-4), "batch_size=-4"),
+        (dict(eval_batch_size=0), "eval_batch_size=0.*>= 1"),
         (dict(learning_rate=0.0), "learning_rate=0.0.*> 0"),
         (dict(num_patches=0), "num_patches=0"),
         (dict(strategy="tpu"), "strategy='tpu'.*default, mirrored, multi_worker"),
@@ -403,6 +404,19 @@ def test_megapixel_mnist_trains_on_a_small_rung_and_reports_its_digits_coverage(
         _config(tmp_path, dataset="megapixel_mnist", canvas_size=100)
 
 
+def test_the_evaluation_splits_are_read_at_eval_batch_size_and_training_at_batch_size(tmp_path):
+    from dcn_keras.training import trainer
+
+    data = tf.data.Dataset.from_tensor_slices((np.zeros((20, 4, 4, 1), np.float32), np.arange(20)))
+
+    def sizes(config, training):
+        return [len(y) for _, y in trainer._batched(data.repeat() if training else data, config, training).take(7)]
+    config = _config(tmp_path, batch_size=3, eval_batch_size=8)
+    assert sizes(config, training=False) == [8, 8, 4]
+    assert sizes(config, training=True) == [3] * 7
+    assert sizes(_config(tmp_path, batch_size=3, eval_batch_size=None), training=False) == [3] * 6 + [2]
+
+
 def test_a_dcn_reads_megapixel_canvases_carried_as_uint8_as_the_same_floats(tmp_path):
     # dcn_train carries 8-bit datasets as uint8 through tf.data (a quarter of
     # the bytes in its batch and prefetch buffers); the step scales them back.
@@ -411,7 +425,7 @@ def test_a_dcn_reads_megapixel_canvases_carried_as_uint8_as_the_same_floats(tmp_
     from dcn_keras.training import trainer
 
     config = _config(tmp_path, dataset="megapixel_mnist", canvas_size=128, num_noise=3, num_canvases=20,
-                     batch_size=5)
+                     batch_size=5, eval_batch_size=None)
     data, info = load_dataset("megapixel_mnist", "train", **trainer.dataset_options(config, True))
     assert info.eight_bit
     assert not load_dataset("mnist_numbers", "validation", digits="embedded")[1].eight_bit
