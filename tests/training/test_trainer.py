@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -389,7 +390,10 @@ def test_megapixel_mnist_trains_on_a_small_rung_and_reports_its_digits_coverage(
                      steps_per_epoch=2, batch_size=4)
     results = train(config, print_fn=lines.append)
     assert results["test_examples"] == 1000 and results["epochs_run"] == 1
-    assert any("128x128 canvases with 3 noise blocks; 300 training images" in line for line in lines), lines
+    # Said before the splits are drawn (minutes for large canvases), and how long they took.
+    assert lines[0] == "dcn_train: reading the megapixel_mnist splits (train, validation, test)"
+    assert any(re.search(r"128x128 canvases with 3 noise blocks; 300 training images \(read in \d+ s\)$", line)
+               for line in lines), lines
     assert any("the objects cover" in line for line in lines)
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resolved["preset"] == "megapixel_mnist" and resolved["config"]["num_noise"] == 3
