@@ -72,9 +72,9 @@ _WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # (saved_models/cluttered_mnist_fast_full_dcn/1, cluttered_mnist_fast.tflite);
 # "pretrained_embedded": the same recipe on the embedded digits. svhn_reader
 # "pretrained": a k=192 DCN reading mnist_numbers on 384-pixel canvases
-# with an attention pool per head (saved_models/svhn_reader_numbers_dcn/3,
-# version 2's coarse tower with a fine tower and top trained longer),
-# trained on full MNIST; svhn_reader_one_pool "pretrained": the first one,
+# with an attention pool per head (saved_models/svhn_reader_numbers_dcn/4:
+# the fine tower trained longer at 128 px, then the top and coarse tower
+# trained at 384 px under it), trained on full MNIST; svhn_reader_one_pool "pretrained": the first one,
 # with one pool for all heads (.../1), where the second's training starts.
 # megapixel_mnist "pretrained": the k=32 DCN on 1500-px Megapixel MNIST
 # canvases, trained on full MNIST (saved_models/megapixel_mnist_dcn/1).
@@ -83,7 +83,7 @@ PRETRAINED = {"megapixel_mnist": {"pretrained": "megapixel_mnist_dcn.weights.h5"
                                   "pretrained_full_mnist": "cluttered_mnist_full_dcn.weights.h5"},
               "cluttered_mnist_fast": {"pretrained": "cluttered_mnist_fast_full_dcn.weights.h5",
                                        "pretrained_embedded": "cluttered_mnist_fast_dcn.weights.h5"},
-              "svhn_reader": {"pretrained": "svhn_reader_numbers_dcn_3.weights.h5"},
+              "svhn_reader": {"pretrained": "svhn_reader_numbers_dcn_4.weights.h5"},
               "svhn_reader_one_pool": {"pretrained": "svhn_reader_numbers_dcn_1.weights.h5"}}
 
 

@@ -41,7 +41,7 @@ def _cells(locations):
     ("cluttered_mnist", "pretrained", "cluttered_mnist_dcn"),
     ("cluttered_mnist_fast", "pretrained", "cluttered_mnist_fast_full_dcn"),
     ("svhn_reader_one_pool", "pretrained", "svhn_reader_numbers_dcn/1"),
-    ("svhn_reader", "pretrained", "svhn_reader_numbers_dcn/3"),
+    ("svhn_reader", "pretrained", "svhn_reader_numbers_dcn/4"),
     ("megapixel_mnist", "pretrained", "megapixel_mnist_dcn")])
 def test_pretrained_weights_predict_as_the_shipped_saved_model(preset, weights, saved_model):
     shipped = os.path.join(ROOT, "saved_models", saved_model if "/" in saved_model else f"{saved_model}/1")

@@ -37,6 +37,7 @@ SHIPPED_MODELS = {SHIPPED: "cluttered_mnist",
                   os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "1"): "svhn_reader_one_pool",
                   os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "2"): "svhn_reader",
                   os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "3"): "svhn_reader",
+                  os.path.join(ROOT, "saved_models", "svhn_reader_numbers_dcn", "4"): "svhn_reader",
                   os.path.join(ROOT, "saved_models", "megapixel_mnist_dcn", "1"): "megapixel_mnist"}
 
 
