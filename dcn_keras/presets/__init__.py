@@ -74,8 +74,9 @@ _WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # "pretrained": a k=192 DCN reading mnist_numbers on 384-pixel canvases
 # with an attention pool per head (saved_models/svhn_reader_numbers_dcn/4:
 # the fine tower trained longer at 128 px, then the top and coarse tower
-# trained at 384 px under it), trained on full MNIST; svhn_reader_one_pool "pretrained": the first one,
-# with one pool for all heads (.../1), where the second's training starts.
+# trained at 384 px under it), trained on full MNIST; svhn_reader_one_pool
+# "pretrained": the first one, with one pool for all heads (.../1), where
+# the second's training starts.
 # megapixel_mnist "pretrained": the k=32 DCN on 1500-px Megapixel MNIST
 # canvases, trained on full MNIST (saved_models/megapixel_mnist_dcn/1).
 PRETRAINED = {"megapixel_mnist": {"pretrained": "megapixel_mnist_dcn.weights.h5"},
