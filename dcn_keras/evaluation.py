@@ -242,15 +242,22 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
 
     Returns:
         `{"error_a", "error_b", "examples", "only_a_right", "only_b_right",
-        "p_value"}`, the last from `exact_mcnemar_p`.
+        "p_value"}`, the last from `exact_mcnemar_p`; where the split knows
+        its digits' boxes (`mnist_numbers`), also `breakdown_a` and
+        `breakdown_b`, each model's `number_errors.number_error_breakdown`
+        (from the same passes, so both come at no extra cost).
     """
     data, info = load_dataset(dataset, split, **dataset_options)  # Made once, scored twice.
     predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
     predict_b = _predictor(path_b, image_shape=info.image_shape)
     count = _counter(progress, None if info.num_examples is None else 2 * info.num_examples)
-    right_a = _outcomes(predict_a, data, batch_size, progress=count)[0]
-    right_b = _outcomes(predict_b, data, batch_size, progress=count)[0]
-    return paired_counts(right_a, right_b)
+    boxes = info.object_boxes if isinstance(data.element_spec[1], dict) else None
+    right_a, _, breakdown_a = _outcomes(predict_a, data, batch_size, boxes, progress=count)
+    right_b, _, breakdown_b = _outcomes(predict_b, data, batch_size, boxes, progress=count)
+    result = paired_counts(right_a, right_b)
+    if breakdown_a is not None:
+        result.update(breakdown_a=breakdown_a, breakdown_b=breakdown_b)
+    return result
 
 
 def paired_counts(right_a, right_b):

@@ -12,6 +12,7 @@ from dcn_keras.evaluation import compare_saved_models
 from dcn_keras.evaluation import evaluate_saved_model
 from dcn_keras.evaluation import exact_mcnemar_p
 from dcn_keras.evaluation import right_answers
+from tests.helpers import number_reader
 from tests.helpers import preset_model
 from tests.helpers import random_images
 
@@ -74,6 +75,26 @@ def test_paired_comparison_counts_the_examples_only_one_model_gets_right(tmp_pat
     same = compare_saved_models(zeros, zeros, "cluttered_mnist", "test", digits="embedded")
     assert (same["only_a_right"], same["only_b_right"], same["p_value"]) == (0, 0, 1.0)
     assert not math.isnan(same["error_a"]) and same["examples"] == 1000
+
+
+def test_a_paired_comparison_of_number_readers_says_where_each_ones_errors_come_from(tmp_path):
+    options = dict(digits="embedded", examples_per_digit=1, max_digits=2)
+    ones, sevens = number_reader(tmp_path / "ones.keras", 1, 1), number_reader(tmp_path / "sevens.keras", 2, 7)
+    paired = compare_saved_models(ones, sevens, "mnist_numbers", "test", **options)
+    for name, path in (("a", ones), ("b", sevens)):
+        alone = evaluate_saved_model(path, "mnist_numbers", "test", **options)
+        assert paired[f"breakdown_{name}"] == alone["breakdown"]
+        assert paired[f"error_{name}"] == pytest.approx(alone["breakdown"]["whole_number"])
+    # Reading every number as one digit: the length head is wrong on every two-digit number,
+    # and the second digit head on all of them; a reader of two-digit 77s the other way round.
+    a, b = paired["breakdown_a"], paired["breakdown_b"]
+    assert a["per_length"][2]["error"] == 1.0 and b["per_length"][1]["error"] == 1.0
+    assert a["per_position"][2]["error"] == 1.0 and b["per_position"][2]["error"] < 1.0
+    assert a["length_head"] + b["length_head"] == pytest.approx(1.0)
+    assert paired["examples"] == a["examples"] == 1000 and "patches" not in a  # Baselines choose no patches.
+    # A split without digit boxes gets no breakdown.
+    assert "breakdown_a" not in compare_saved_models(_always(0, tmp_path / "zeros.keras"), _always(1, tmp_path / "o.keras"),
+                                                     "cluttered_mnist", "test", digits="embedded")
 
 
 def test_blank_filled_logits_keep_the_selected_fine_vectors_and_blank_the_rest():

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from dcn_keras import presets
+from tests.helpers import number_reader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICK = ["--digits=embedded", "--examples_per_digit=1", "--epochs=1", "--steps_per_epoch=2",
@@ -88,6 +89,16 @@ def test_dcn_eval_paired_comparison_and_its_bad_flags(tmp_path):
     assert written["examples"] == 2000 and written["only_a_right"] == written["only_b_right"] == 0
     assert written["compare_to"] == shipped and written["examples_per_digit"] == 2
     assert f"{written['error_a']:.4f}" == lines[1].split("error ")[1]
+    # Number readers: where each one's errors come from, A's then B's.
+    readers = number_reader(tmp_path / "ones.keras", 1, 1), number_reader(tmp_path / "sevens.keras", 2, 7)
+    numbers = _run("dcn_eval", f"--model_path={readers[0]}", f"--compare_to={readers[1]}", "--dataset=mnist_numbers",
+                   "--digits=embedded", "--examples_per_digit=1", "--max_digits=2", f"--json={tmp_path}/n.json")
+    assert numbers.returncode == 0, numbers.stderr[-3000:]
+    lines = numbers.stdout.strip().splitlines()
+    written = json.loads((tmp_path / "n.json").read_text())
+    assert [lines[4], lines[10]] == ["  A, where its errors come from:", "  B, where its errors come from:"]
+    assert lines[5] == f"    length head error {written['breakdown_a']['length_head']:.4f}"
+    assert lines[11] == f"    length head error {written['breakdown_b']['length_head']:.4f}" and len(lines) == 16
 
     for args, message in [
         (["--dataset=svhn", "--examples_per_digit=2"],
