@@ -144,7 +144,8 @@ def svhn_reader():
     # the window around it (docs/scaling.md: 5.4% whole-number error against
     # 7.7% with one pool for all heads). k=192, the smallest k tried whose
     # DCN reads numbers as well as the fine model (160 did not). The shipped
-    # weights were trained on 128-pixel (fine) and 256-pixel (DCN) canvases.
+    # weights' fine tower was trained on 128-pixel canvases, their top and
+    # coarse tower on 384-pixel ones (docs/scaling.md, "Version 4").
     # The fine tower runs once per 4x4 block of cells holding a chosen one: a
     # number's cells crowd together, so that does the fine pass in 0.7 of the
     # multiply-adds, with the same outputs.
