@@ -24,6 +24,9 @@ from dcn_keras.models.loading import check_keras_file
 from dcn_keras.models.loading import global_dtype_policy
 from dcn_keras.models.objective import labels_per_head
 from dcn_keras.models.objective import per_example_ce_and_correct
+from dcn_keras.training.input_pipeline import batched
+from dcn_keras.training.input_pipeline import dataset_options
+from dcn_keras.training.input_pipeline import steps_per_epoch
 from dcn_keras.training.warm_start import freeze
 from dcn_keras.training.warm_start import initialize_from
 
@@ -60,59 +63,6 @@ def _task():
     return is_chief, f"{kind}_{index}"
 
 
-def dataset_options(config, training):
-    """The `load_dataset` options `config` implies, for a training or eval split."""
-    options = dict(data_dir=config.data_dir, seed=config.seed, training=training)
-    if config.canvas_size is not None:
-        options.update(canvas_size=config.canvas_size)
-    if config.dataset == "cluttered_mnist":
-        options.update(digits=config.digits, mnist_dir=config.mnist_dir,
-                       examples_per_digit=config.examples_per_digit if training else 1)
-    elif config.dataset == "megapixel_mnist":
-        # Evaluation splits: the benchmark's 1,000 canvases each.
-        options.update(digits=config.digits, mnist_dir=config.mnist_dir, num_noise=config.num_noise,
-                       num_canvases=config.num_canvases if training else None)
-    elif config.dataset == "mnist_numbers":
-        # Evaluation splits: the loader's default, at least 5,000 numbers.
-        options.update(digits=config.digits, mnist_dir=config.mnist_dir, max_digits=config.max_digits,
-                       examples_per_digit=config.examples_per_digit if training else None)
-    elif config.dataset == "svhn":
-        options.update(crop=config.svhn_crop)
-    elif config.own_images:
-        options.update(image_size=config.image_size)
-    return options
-
-
-def _batched(dataset, config, training, skip_steps=0, eight_bit=False):
-    """Batches of `dataset`; for training (an endless seeded stream), from its `skip_steps`-th batch.
-
-    `eight_bit` (a DCN on a dataset whose pixels are 8-bit values) carries
-    the images as uint8, which the DCN's steps scale back to the same
-    floats: tf.data's batching and prefetch hold several batches, and at
-    1500 px a batch of 32 float32 canvases is 288 MB.
-
-    The training stream (`load_dataset(..., shuffle_seed=config.seed)`) is
-    a function of the seed alone and epochs are spans of it, so a resumed
-    run skips the batches it had trained on and sees exactly what an
-    uninterrupted run would.
-    """
-    if eight_bit:
-        dataset = dataset.map(_as_uint8)
-    # Equal per-replica batches: the loss scaling assumes them.
-    batch_size = config.batch_size if training else config.eval_batch_size or config.batch_size
-    dataset = dataset.batch(batch_size, drop_remainder=training)
-    if skip_steps:
-        dataset = dataset.skip(skip_steps)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
-
-
-def _as_uint8(image, label):
-    # Exact: the pixels are k / 255, and round(k / 255 * 255) is k.
-    return tf.cast(tf.round(image * 255.0), tf.uint8), label
-
-
 @contextlib.contextmanager
 def _no_ran_out_warning():
     """Silences Keras's "Your input ran out of data" for the evaluation splits.
@@ -144,11 +94,6 @@ def _learning_rate(config, total_steps):
             raise ValueError("lr_schedule='cosine' needs the run's total number of steps.")
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
     return config.learning_rate
-
-
-def steps_per_epoch(config, num_examples):
-    """Optimizer steps in one epoch (`drop_remainder` batches of the train split)."""
-    return config.steps_per_epoch or max(1, num_examples // config.batch_size)
 
 
 def dcn_for(config, image_shape, preset, class_names=()):
@@ -316,8 +261,8 @@ def train(config, callbacks=(), print_fn=print, export=None):
     failed_before = set(read_failures())  # This run's own: others in this process are not its.
     with _no_ran_out_warning():
         history = model.fit(
-            _batched(train_data, config, training=True, skip_steps=first_epoch * steps, eight_bit=eight_bit),
-            validation_data=_batched(val_data, config, training=False, eight_bit=eight_bit),
+            batched(train_data, config, training=True, skip_steps=first_epoch * steps, eight_bit=eight_bit),
+            validation_data=batched(val_data, config, training=False, eight_bit=eight_bit),
             epochs=config.epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=steps,
@@ -340,7 +285,7 @@ def train(config, callbacks=(), print_fn=print, export=None):
             "Lower --learning_rate, or check the data for non-finite pixels.")
 
     with _no_ran_out_warning():
-        results = _errors(model, _batched(test_data, config, training=False, eight_bit=eight_bit), config)
+        results = _errors(model, batched(test_data, config, training=False, eight_bit=eight_bit), config)
     results = {k: round(v, 5) for k, v in results.items()}
     results.update(test_examples=test_info.num_examples, epochs_run=len(history.epoch),
                    fit_seconds=round(fit_seconds, 1),

@@ -406,36 +406,3 @@ def test_megapixel_mnist_trains_on_a_small_rung_and_reports_its_digits_coverage(
         _config(tmp_path, image_size="64")
     with pytest.raises(ValueError, match="canvas_size=100 is not valid; it must be an integer >= 112"):
         _config(tmp_path, dataset="megapixel_mnist", canvas_size=100)
-
-
-def test_the_evaluation_splits_are_read_at_eval_batch_size_and_training_at_batch_size(tmp_path):
-    from dcn_keras.training import trainer
-
-    data = tf.data.Dataset.from_tensor_slices((np.zeros((20, 4, 4, 1), np.float32), np.arange(20)))
-
-    def sizes(config, training):
-        return [len(y) for _, y in trainer._batched(data.repeat() if training else data, config, training).take(7)]
-    config = _config(tmp_path, batch_size=3, eval_batch_size=8)
-    assert sizes(config, training=False) == [8, 8, 4]
-    assert sizes(config, training=True) == [3] * 7
-    assert sizes(_config(tmp_path, batch_size=3, eval_batch_size=None), training=False) == [3] * 6 + [2]
-
-
-def test_a_dcn_reads_megapixel_canvases_carried_as_uint8_as_the_same_floats(tmp_path):
-    # dcn_train carries 8-bit datasets as uint8 through tf.data (a quarter of
-    # the bytes in its batch and prefetch buffers); the step scales them back.
-    from dcn_keras.datasets import load_dataset
-    from dcn_keras.models.fit_checks import step_images
-    from dcn_keras.training import trainer
-
-    config = _config(tmp_path, dataset="megapixel_mnist", canvas_size=128, num_noise=3, num_canvases=20,
-                     batch_size=5, eval_batch_size=None)
-    data, info = load_dataset("megapixel_mnist", "train", **trainer.dataset_options(config, True))
-    assert info.eight_bit
-    assert not load_dataset("mnist_numbers", "validation", digits="embedded")[1].eight_bit
-    floats = [x for x, _ in trainer._batched(data, config, training=False)]
-    eight_bit = [x for x, _ in trainer._batched(data, config, training=False, eight_bit=True)]
-    assert len(floats) == len(eight_bit) == 4
-    for x, u in zip(floats, eight_bit):
-        assert u.dtype == tf.uint8 and float(tf.reduce_max(x)) > 0.5
-        np.testing.assert_array_equal(step_images(u).numpy(), x.numpy())
