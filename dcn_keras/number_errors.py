@@ -15,7 +15,7 @@ from dcn_keras.datasets.number_labels import MAX_DIGITS
 
 # Ink: pixels at least this bright (in [0, 1]) inside a digit's box.
 INK = 0.25
-HEIGHT_BINS = (0, 14, 18, 22, 26, 1000)  # Digit heights in pixels.
+HEIGHT_BINS = (0, 14, 18, 22, 26, np.inf)  # Digit heights in pixels; the last bin is named "26+".
 PLACES = ("top", "middle", "bottom")
 
 
@@ -27,6 +27,12 @@ def _rate(wrong, mask):
 
 def _heads_right(predictions, labels):
     return {head: np.argmax(np.asarray(p), -1) == np.asarray(labels[head]) for head, p in predictions.items()}
+
+
+def _height_bins(heights):
+    # `(name, mask)` per bin of HEIGHT_BINS: "14-18", ..., the open last one "26+".
+    for low, high in zip(HEIGHT_BINS[:-1], HEIGHT_BINS[1:]):
+        yield (f"{low}+" if high == np.inf else f"{low}-{high}"), (heights >= low) & (heights < high)
 
 
 def ink_share_in_patches(images, boxes, patch_boxes):
@@ -91,9 +97,7 @@ def number_error_breakdown(predictions, labels, boxes, image_size, ink_share=Non
         "per_length": {int(n): _rate(wrong, lengths == n) for n in np.unique(lengths)},
         "per_position": {i: _rate(~right[f"digit_{i}"], lengths >= i) for i in range(1, MAX_DIGITS + 1)
                          if f"digit_{i}" in right and (lengths >= i).any()},
-        "by_digit_height": {f"{low}-{high}": _rate(wrong, (mean_height >= low) & (mean_height < high))
-                            for low, high in zip(HEIGHT_BINS[:-1], HEIGHT_BINS[1:])
-                            if ((mean_height >= low) & (mean_height < high)).any()},
+        "by_digit_height": {name: _rate(wrong, in_bin) for name, in_bin in _height_bins(mean_height) if in_bin.any()},
         "by_place": {place: _rate(wrong, third == i) for i, place in enumerate(PLACES) if (third == i).any()},
     }
     if ink_share is not None:

@@ -17,13 +17,13 @@ def test_the_breakdown_splits_the_whole_number_error_by_head_length_height_place
     boxes[0, 0] = (0, 0, 12, 8)         # top third, small
     boxes[1, 0] = (40, 0, 20, 8)        # middle, 20 px
     boxes[2] = [(70, 0, 20, 8), (70, 10, 20, 8)]   # bottom
-    boxes[3] = [(70, 0, 24, 8), (70, 10, 24, 8)]
+    boxes[3] = [(64, 0, 26, 8), (64, 10, 26, 8)]  # 26 px: the last height bin, "26+"
     images = np.zeros((4, 90, 90, 1))
     for n, number in enumerate(boxes):
         for top, left, h, w in number.astype(int):
             images[n, top:top + h, left:left + w] = 1.0
     patches = np.full((4, 1, 4), -1)
-    patches[3, 0] = (70, 0, 94, 8)  # Number 3: its first digit's ink seen, not the second's.
+    patches[3, 0] = (64, 0, 90, 8)  # Number 3: its first digit's ink seen, not the second's.
     patches[1, 0] = (30, -5, 70, 20)  # Number 1: all its ink seen.
     shares = number_errors.ink_share_in_patches(images, boxes, patches)
     np.testing.assert_allclose(shares, [0.0, 1.0, 0.0, 0.5])
@@ -34,7 +34,7 @@ def test_the_breakdown_splits_the_whole_number_error_by_head_length_height_place
     assert report["by_place"] == {"top": {"error": 0.0, "examples": 1}, "middle": {"error": 1.0, "examples": 1},
                                   "bottom": {"error": 0.5, "examples": 2}}
     assert report["by_digit_height"]["0-14"] == {"error": 0.0, "examples": 1}
-    assert report["by_digit_height"]["22-26"] == {"error": 1.0, "examples": 1}
+    assert report["by_digit_height"]["26+"] == {"error": 1.0, "examples": 1}
     assert report["patches"] == {"ink_share_right": 0.0, "ink_share_wrong": 0.75, "wrong_with_ink_seen": 1,
                                  "wrong": 2}
     lines = number_errors.format_breakdown(report)
