@@ -124,6 +124,11 @@ def _outcomes(predict, data, batch_size, boxes=None, progress=None):
     return np.concatenate(right_parts), np.concatenate(keys), breakdown
 
 
+def _digit_boxes(data, info):
+    # A multi-digit split's digit boxes (for `number_errors`' breakdown), or None.
+    return info.object_boxes if isinstance(data.element_spec[1], dict) else None
+
+
 def _counter(progress, total):
     # `_outcomes` reports each batch's size; `progress` is told the running count.
     if progress is None:
@@ -196,7 +201,7 @@ def evaluate_saved_model(path, dataset, split="test", batch_size=64, num_patches
     data, info = load_dataset(dataset, split, **dataset_options)
     predict = _predictor(path, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
     numbers = isinstance(data.element_spec[1], dict)
-    right, keys, breakdown = _outcomes(predict, data, batch_size, info.object_boxes if numbers else None,
+    right, keys, breakdown = _outcomes(predict, data, batch_size, _digit_boxes(data, info),
                                        _counter(progress, info.num_examples))
     wrong = ~right
     result = {"error": float(wrong.mean()), "examples": int(len(wrong)), "per_class_error": error_by_key(right, keys),
@@ -251,7 +256,7 @@ def compare_saved_models(path_a, path_b, dataset, split="test", batch_size=64, n
     predict_a = _predictor(path_a, num_patches, unrefined, dtype_policy, saliency, info.image_shape)
     predict_b = _predictor(path_b, image_shape=info.image_shape)
     count = _counter(progress, None if info.num_examples is None else 2 * info.num_examples)
-    boxes = info.object_boxes if isinstance(data.element_spec[1], dict) else None
+    boxes = _digit_boxes(data, info)
     right_a, _, breakdown_a = _outcomes(predict_a, data, batch_size, boxes, progress=count)
     right_b, _, breakdown_b = _outcomes(predict_b, data, batch_size, boxes, progress=count)
     result = paired_counts(right_a, right_b)

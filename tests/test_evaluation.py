@@ -93,8 +93,8 @@ def test_a_paired_comparison_of_number_readers_says_where_each_ones_errors_come_
     assert a["length_head"] + b["length_head"] == pytest.approx(1.0)
     assert paired["examples"] == a["examples"] == 1000 and "patches" not in a  # Baselines choose no patches.
     # A split without digit boxes gets no breakdown.
-    assert "breakdown_a" not in compare_saved_models(_always(0, tmp_path / "zeros.keras"), _always(1, tmp_path / "o.keras"),
-                                                     "cluttered_mnist", "test", digits="embedded")
+    zeros, ones = _always(0, tmp_path / "zeros.keras"), _always(1, tmp_path / "o.keras")
+    assert "breakdown_a" not in compare_saved_models(zeros, ones, "cluttered_mnist", "test", digits="embedded")
 
 
 def test_blank_filled_logits_keep_the_selected_fine_vectors_and_blank_the_rest():
