@@ -189,3 +189,13 @@ def test_the_reader_takes_a_named_pool_and_names_the_choices():
     assert sorted(pools) == sorted(f"top_pool_{name}" for name in heads.output_names)
     with pytest.raises(ValueError, match=r"pool='mean' is not valid; choose one of: attention, max, per_head\."):
         presets.svhn_reader_towers(pool="mean")
+
+
+def test_the_reader_takes_its_widths_and_names_a_bad_one():
+    towers = presets.svhn_reader_towers(rows_width=96, fine_widths=(32, 40, 80))
+    assert towers["top"].get_layer("top_rows").filters == 96
+    assert [towers["fine"].get_layer(f"fine_conv{i}").filters for i in range(1, 5)] == [32, 40, 80, 48]
+    with pytest.raises(ValueError, match=r"rows_width=0 is not valid: give a positive integer\."):
+        presets.svhn_reader_towers(rows_width=0)
+    with pytest.raises(ValueError, match=r"widths=\(48, 48\) is not valid: give three positive integers"):
+        presets.svhn_reader_towers(fine_widths=(48, 48))

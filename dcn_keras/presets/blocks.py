@@ -37,15 +37,22 @@ def fine_tower_layers(x, features):
     return conv(features, 3, name="fine_conv5")(h)
 
 
-def patch_exact_fine_tower(channels, features):
-    """A fine tower whose whole-image grid equals its patch vectors (`svhn_patch_exact`)."""
+def patch_exact_fine_tower(channels, features, widths=None):
+    """A fine tower whose whole-image grid equals its patch vectors (`svhn_patch_exact`).
+
+    `widths`: the filters of its first three convolutions (default: `features`
+    each); the last gives the `features` of the grid.
+    """
     # Valid convolutions only, and strides that keep every window on the
     # 4-pixel cell grid: a 14x14 patch gives one vector, the padded image a
     # grid of them, and each grid vector is exactly its patch's vector.
+    widths = (features,) * 3 if widths is None else tuple(widths)
+    if len(widths) != 3 or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise ValueError(f"widths={widths!r} is not valid: give three positive integers, one per inner convolution.")
     x = keras.Input((None, None, channels), name="patches")
-    h = conv(features, 3, name="fine_conv1")(x)
-    h = conv(features, 3, name="fine_conv2")(h)
+    h = conv(widths[0], 3, name="fine_conv1")(x)
+    h = conv(widths[1], 3, name="fine_conv2")(h)
     h = layers.MaxPooling2D(2, name="fine_pool1")(h)
-    h = conv(features, 3, name="fine_conv3")(h)
+    h = conv(widths[2], 3, name="fine_conv3")(h)
     h = conv(features, 3, strides=2, name="fine_conv4")(h)
     return keras.Model(x, h, name="fine")

@@ -95,7 +95,8 @@ def svhn_patch_exact():
     return dict(svhn_patch_exact_towers(), image_shape=(64, 64, 3), num_patches=8)
 
 
-def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention"):
+def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention", rows_width=64,
+                       fine_widths=None):
     """The `svhn_patch_exact` towers with a top that reads a number wherever it is.
 
     For numbers small against the image (`mnist_numbers --canvas_size`,
@@ -117,18 +118,24 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention
     can come from the window around it rather than the one window all heads
     share (`top_pool_digit_3`, `top_dense_digit_3`, ...; `--init_from` a
     one-pool reader starts every head as that reader's pool and dense).
+    `rows_width` sets the filters of `top_rows` (64) and `fine_widths` those
+    of the fine tower's first three convolutions (`features` each): wider
+    ones start from a narrower reader's weights as that reader (`--init_from`).
     """
     if pool not in READER_POOLS:
         raise ValueError(f"pool={pool!r} is not valid; choose one of: {', '.join(READER_POOLS)}.")
+    if isinstance(rows_width, bool) or not isinstance(rows_width, int) or rows_width < 1:
+        raise ValueError(f"rows_width={rows_width!r} is not valid: give a positive integer.")
     rows, columns = window
     def read(h, heads):
-        h = conv(64, (rows, 2), strides=2, padding="same", name="top_rows")(h)
+        h = conv(rows_width, (rows, 2), strides=2, padding="same", name="top_rows")(h)
         h = conv(192, (1, columns), padding="same", name="top_read")(h)
         if pool == "per_head":
             return {name: AttentionPooling2D(name=f"top_pool_{name}")(h) for name in heads}
         pooling = AttentionPooling2D if pool == "attention" else layers.GlobalMaxPooling2D
         return pooling(name="top_pool")(h)
-    return _svhn_towers(features, max_digits, read, fine_tower=patch_exact_fine_tower)
+    return _svhn_towers(features, max_digits, read,
+                        fine_tower=lambda channels, out: patch_exact_fine_tower(channels, out, fine_widths))
 
 
 def _whole(pool):
@@ -150,6 +157,15 @@ def svhn_reader():
     # number's cells crowd together, so that does the fine pass in 0.7 of the
     # multiply-adds, with the same outputs.
     return dict(svhn_reader_towers(pool="per_head"), image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
+
+
+def svhn_reader_wide():
+    # `svhn_reader` with twice the filters where its reading is narrowest:
+    # `top_rows` (128, the 16-pixel columns a number is read from) and the
+    # fine tower's third convolution (96). Started from `svhn_reader`'s
+    # weights (`--init_from`), it reads as they do before its first step.
+    towers = svhn_reader_towers(pool="per_head", rows_width=128, fine_widths=(48, 48, 96))
+    return dict(towers, image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
 
 
 def svhn_reader_one_pool():

@@ -18,6 +18,12 @@ def initialize_from(model, path, print_fn=None):
     has an attention pool) keeps its initialization, and `print_fn` is told;
     a layer of one head (`top_pool_digit_3`, `svhn_reader`) where the
     source has one layer for all heads (`top_pool`) starts as that layer.
+    A convolution or dense layer with more filters or inputs than the
+    source's (`svhn_reader_wide` from `svhn_reader`) takes the source's
+    weights in its first ones; its extra filters keep their initialization
+    and its extra inputs start at zero weight, so before its first step the
+    model computes what the source does (Net2Net-style widening, Chen et al.,
+    ICLR 2016), and `print_fn` is told.
 
     Returns:
         The names of the sub-networks copied, in `("coarse", "fine", "top")` order.
@@ -38,9 +44,11 @@ def initialize_from(model, path, print_fn=None):
         if _shapes(src) == _shapes(dst):
             dst.set_weights(src.get_weights())
         else:
-            left = _copy_layers(src, dst, f"init_from={path}: its {part!r}")
+            left, widened = _copy_layers(src, dst, f"init_from={path}: its {part!r}")
             if left and print_fn is not None:
                 print_fn(f"dcn_train: {part}: {', '.join(left)} not in --init_from, left as initialized")
+            if widened and print_fn is not None:
+                print_fn(f"dcn_train: {part}: {', '.join(widened)} wider than in --init_from, widened from it")
         copied.append(part)
     if not copied:
         raise ValueError(f"init_from={path} has no {', '.join(_PARTS)} network in common with this model.")
@@ -52,25 +60,53 @@ def _shapes(network):
 
 
 def _copy_layers(src, dst, name):
-    # Layer by layer, by name; returns the layers with weights the source lacks.
+    # Layer by layer, by name; returns the layers with weights the source
+    # lacks, and those widened from the source's.
     if not hasattr(src, "layers") or not hasattr(dst, "layers"):
         raise ValueError(f"{name} has weights of shapes {_shapes(src)}, this model's {_shapes(dst)}.")
     by_name = {layer.name: layer for layer in src.layers if layer.weights}
-    left = []
+    left, widened = [], []
     for layer in dst.layers:
         if not layer.weights:
             continue
         source = by_name.get(layer.name) or _shared_by_heads(layer, by_name)
         if source is None:
             left.append(layer.name)
-            continue
-        if _shapes(source) != _shapes(layer):
+        elif _shapes(source) == _shapes(layer):
+            layer.set_weights(source.get_weights())
+        elif _widens(source, layer):
+            layer.set_weights(_widened(source.get_weights(), layer.get_weights()))
+            widened.append(layer.name)
+        else:
             raise ValueError(f"{name} has weights of shapes {_shapes(src)}, this model's {_shapes(dst)} "
                              f"(layer {layer.name!r}: {_shapes(source)} against {_shapes(layer)}).")
-        layer.set_weights(source.get_weights())
     if len(left) == len([layer for layer in dst.layers if layer.weights]):
         raise ValueError(f"{name} shares no layer with this model's (weights {_shapes(src)} against {_shapes(dst)}).")
-    return left
+    return left, widened
+
+
+def _widens(source, layer):
+    # A convolution or dense layer of the same kind, kernel size and weights,
+    # none of whose inputs or filters are fewer than the source's.
+    if type(source) is not type(layer) or not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        return False
+    old, new = _shapes(source), _shapes(layer)
+    return len(old) == len(new) and all(
+        len(a) == len(b) and a[:-2] == b[:-2] and all(x <= y for x, y in zip(a, b)) for a, b in zip(old, new))
+
+
+def _widened(old, new):
+    # Inputs the source lacks (the kernel's next-to-last axis) get zero
+    # weight, so the first filters compute what the source's did; the
+    # source's weights go into the first inputs and filters.
+    out = []
+    for a, b in zip(old, new):
+        b = b.copy()
+        if b.ndim >= 2:
+            b[..., a.shape[-2]:, :] = 0
+        b[tuple(slice(0, n) for n in a.shape)] = a
+        out.append(b)
+    return out
 
 
 def _shared_by_heads(layer, by_name):

@@ -47,10 +47,10 @@ def test_initialize_from_names_what_does_not_fit(tmp_path):
     keras.Model(images, keras.layers.Dense(10)(keras.layers.Flatten()(images))).save(tmp_path / "other.keras")
     with pytest.raises(ValueError, match="other.keras has no coarse, fine, top network in common"):
         initialize_from(preset_model(), str(tmp_path / "other.keras"))
-    narrow = DynamicCapacityNetwork(**cluttered_mnist_towers(features=16), image_shape=(100, 100, 1))
-    narrow.save(tmp_path / "narrow.keras")
-    with pytest.raises(ValueError, match=r"narrow.keras: its 'coarse' has weights of shapes \[.*16"):
-        initialize_from(preset_model(), str(tmp_path / "narrow.keras"))
+    wide = DynamicCapacityNetwork(**cluttered_mnist_towers(features=64), image_shape=(100, 100, 1))
+    wide.save(tmp_path / "wide.keras")
+    with pytest.raises(ValueError, match=r"wide.keras: its 'coarse' has weights of shapes \[.*64.*layer 'coarse_conv2'"):
+        initialize_from(preset_model(), str(tmp_path / "wide.keras"))  # Narrower than its source: no copy.
 
 
 def test_a_network_with_a_new_layer_is_copied_layer_by_layer(tmp_path):
@@ -88,3 +88,40 @@ def test_a_reader_with_a_pool_per_head_starts_as_the_one_pool_reader(tmp_path):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
     first, third = heads.top.get_layer("top_pool_digit_1"), heads.top.get_layer("top_pool_digit_3")
     assert first is not third and first.score_kernel is not third.score_kernel
+
+
+def test_a_wider_reader_starts_as_the_narrower_one_then_learns_with_its_new_filters(tmp_path):
+    # svhn_reader_wide from svhn_reader: top_rows and fine_conv3 have more
+    # filters; before a step the two give the same answers, and the extra
+    # filters' outgoing weights (zero at the start) get gradients.
+    keras.utils.set_random_seed(5)
+    narrow = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=8)
+    narrow.save(tmp_path / "narrow.keras")
+    wide = DynamicCapacityNetwork.from_preset("svhn_reader_wide", image_shape=(64, 64, 3), num_patches=8)
+    said = []
+    assert initialize_from(wide, str(tmp_path / "narrow.keras"), said.append) == ["coarse", "fine", "top"]
+    assert said == ["dcn_train: fine: fine_conv3, fine_conv4 wider than in --init_from, widened from it",
+                    "dcn_train: top: top_rows, top_read wider than in --init_from, widened from it"]
+    assert wide.top.get_layer("top_rows").filters == 2 * narrow.top.get_layer("top_rows").filters
+    read = wide.top.get_layer("top_read").kernel.numpy()
+    assert not np.any(read[:, :, 64:, :]) and np.array_equal(read[:, :, :64, :],
+                                                             narrow.top.get_layer("top_read").kernel.numpy())
+    images = np.random.default_rng(2).random((2, 64, 64, 3), dtype=np.float32)
+    want, got = narrow(images), wide(images)
+    for name in want["probabilities"]:
+        np.testing.assert_allclose(got["probabilities"][name], want["probabilities"][name], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got["locations"], want["locations"])
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(wide.fine_only_model()(images)["digit_1"] ** 2)
+    grad = tape.gradient(loss, wide.top.get_layer("top_read").kernel)
+    assert np.any(grad.numpy()[:, :, 64:, :])  # The zero start is not a fixed point.
+
+
+def test_a_layer_that_cannot_be_widened_is_named(tmp_path):
+    keras.utils.set_random_seed(6)
+    DynamicCapacityNetwork.from_preset("svhn_reader_wide", image_shape=(64, 64, 3), num_patches=8).save(
+        tmp_path / "wide.keras")
+    narrow = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=8)
+    with pytest.raises(ValueError, match=r"wide.keras: its 'fine' .*layer 'fine_conv3'"):
+        initialize_from(narrow, str(tmp_path / "wide.keras"))
