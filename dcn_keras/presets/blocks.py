@@ -47,7 +47,7 @@ def patch_exact_fine_tower(channels, features, widths=None):
     # 4-pixel cell grid: a 14x14 patch gives one vector, the padded image a
     # grid of them, and each grid vector is exactly its patch's vector.
     widths = (features,) * 3 if widths is None else tuple(widths)
-    if len(widths) != 3 or not all(isinstance(w, int) and w > 0 for w in widths):
+    if len(widths) != 3 or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
         raise ValueError(f"widths={widths!r} is not valid: give three positive integers, one per inner convolution.")
     x = keras.Input((None, None, channels), name="patches")
     h = conv(widths[0], 3, name="fine_conv1")(x)

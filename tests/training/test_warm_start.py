@@ -49,7 +49,8 @@ def test_initialize_from_names_what_does_not_fit(tmp_path):
         initialize_from(preset_model(), str(tmp_path / "other.keras"))
     wide = DynamicCapacityNetwork(**cluttered_mnist_towers(features=64), image_shape=(100, 100, 1))
     wide.save(tmp_path / "wide.keras")
-    with pytest.raises(ValueError, match=r"wide.keras: its 'coarse' has weights of shapes \[.*64.*layer 'coarse_conv2'"):
+    with pytest.raises(ValueError,
+                       match=r"wide.keras: its 'coarse' has weights of shapes \[.*64.*layer 'coarse_conv2'"):
         initialize_from(preset_model(), str(tmp_path / "wide.keras"))  # Narrower than its source: no copy.
 
 
