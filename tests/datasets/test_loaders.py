@@ -1,8 +1,10 @@
 """`load_dataset`'s options (`dcn_keras/datasets/loaders.py`)."""
 
+import numpy as np
 import pytest
 
 from dcn_keras.datasets import dataset_options
+from dcn_keras.datasets import load_dataset
 from dcn_keras.datasets import load_dataset
 
 
@@ -23,10 +25,6 @@ def test_an_in_memory_split_is_held_once_not_copied_into_the_pipeline():
     # The drawn numbers stay one NumPy array read an element at a time; a
     # TensorFlow constant of them would sit in the dataset's graph, a
     # second copy of the split (7.4 GB for 384-px training numbers).
-    import numpy as np
-
-    from dcn_keras.datasets import mnist_numbers
-
     data, info = load_dataset("mnist_numbers", "test", digits="embedded", examples_per_digit=1, canvas_size=96)
     images, labels, _, _ = mnist_numbers.split_numbers("test", "embedded", examples_per_digit=1, image_size=96,
                                                        digit_scale=1.0)
