@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dcn_keras.datasets import dataset_options
-from dcn_keras.datasets import load_dataset
+from dcn_keras.datasets import mnist_numbers
 from dcn_keras.datasets import load_dataset
 
 
