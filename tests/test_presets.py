@@ -199,3 +199,18 @@ def test_the_reader_takes_its_widths_and_names_a_bad_one():
         presets.svhn_reader_towers(rows_width=0)
     with pytest.raises(ValueError, match=r"widths=\(48, 48\) is not valid: give three positive integers"):
         presets.svhn_reader_towers(fine_widths=(48, 48))
+
+
+def test_the_placed_reader_pools_a_narrow_reading_where_each_head_looks():
+    top = presets.svhn_reader_towers(pool="per_head", near_width=16)["top"]
+    pool = top.get_layer("top_pool_digit_2")
+    assert [t.shape[-1] for t in pool.input] == [192, 16]  # Scored by the wide reading, both pooled.
+    assert top.get_layer("top_dense_digit_2").kernel.shape[0] == 192 + 16
+    grid = np.random.default_rng(0).random((1, 20, 30, 48), dtype=np.float32)
+    near = keras.Model(top.input, top.get_layer("top_near").output)(grid).numpy()
+    pooled = keras.Model(top.input, pool.output)(grid).numpy()
+    np.testing.assert_allclose(pooled[0, 192:], near[0].mean((0, 1)), rtol=1e-5)  # A zero score: an average.
+    with pytest.raises(ValueError, match=r"near_width=0 is not valid: give a positive integer, or None"):
+        presets.svhn_reader_towers(near_width=0)
+    with pytest.raises(ValueError, match=r"near_width needs an attention pool .* pool='max' has none"):
+        presets.svhn_reader_towers(pool="max", near_width=8)

@@ -18,18 +18,29 @@ class AttentionPooling2D(keras.layers.Layer):
     at zero (an average pool); the softmax and the weighted sum run in
     float32. Any spatial size, known or not.
 
+    Given two maps `[scored, carried]` of the same positions, the score is
+    read from `scored` alone and both are pooled by its weights, the output
+    their concatenation: a wide reading can find where something is while a
+    narrow one at the same positions says what is there (the
+    `svhn_reader_placed` top). The score weights then have the one-map
+    layer's shape, so such a layer starts from a one-map layer's weights.
+
     Args:
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
-        inputs: tensor `[batch, height, width, channels]`, height and width >= 1.
+        inputs: tensor `[batch, height, width, channels]`, height and width
+            >= 1; or a list `[scored, carried]` of two such tensors of the
+            same batch, height and width.
 
     Returns:
-        Tensor `[batch, channels]`.
+        Tensor `[batch, channels]`; for two maps, `[batch, scored channels +
+        carried channels]`.
 
     Example:
     ```python
     pooled = AttentionPooling2D()(feature_map)  # [B, C]
+    pooled = AttentionPooling2D()([wide, narrow])  # [B, C_wide + C_narrow]
     ```
 
     Reference: Ilse et al., "Attention-based Deep Multiple Instance
@@ -38,22 +49,32 @@ class AttentionPooling2D(keras.layers.Layer):
     """
 
     def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None:
+        shapes = _maps(input_shape, "input shape")
+        if any(shape[-1] is None for shape in shapes):
             raise ValueError(f"AttentionPooling2D needs a known channel count; got input shape {input_shape}.")
+        if len(shapes) == 2 and any(a is not None and b is not None and a != b
+                                    for a, b in zip(shapes[0][1:3], shapes[1][1:3])):
+            raise ValueError(f"AttentionPooling2D pools two maps of the same positions; got shapes {shapes[0]} "
+                             f"(scored) and {shapes[1]} (carried).")
+        channels = shapes[0][-1]
         self.score_kernel = self.add_weight(name="score_kernel", shape=(channels, 1), initializer="zeros")
         self.score_bias = self.add_weight(name="score_bias", shape=(1,), initializer="zeros")
         self.built = True
 
     def call(self, inputs):
-        flat, weights = self._flat_and_weights(inputs)
-        pooled = tf.reduce_sum(weights * flat, axis=1)
-        return tf.cast(pooled, self.compute_dtype)
+        maps = _maps(inputs, "inputs")
+        flat, weights = self._flat_and_weights(maps[0])
+        pooled = [tf.reduce_sum(weights * flat, axis=1)]
+        for carried in maps[1:]:
+            x = tf.cast(carried, tf.float32)
+            pooled.append(tf.reduce_sum(weights * tf.reshape(x, [tf.shape(x)[0], -1, x.shape[-1]]), axis=1))
+        return tf.cast(tf.concat(pooled, axis=-1), self.compute_dtype)
 
     def attention_weights(self, inputs):
         """The softmax weight of each position, float32 `[batch, height, width]` (class activation maps use it)."""
-        _, weights = self._flat_and_weights(inputs)
-        return tf.reshape(weights, tf.shape(inputs)[:3])
+        scored = _maps(inputs, "inputs")[0]
+        _, weights = self._flat_and_weights(scored)
+        return tf.reshape(weights, tf.shape(scored)[:3])
 
     def _flat_and_weights(self, inputs):
         # `[B, H*W, C]` in float32 and the softmax over positions of the score, `[B, H*W, 1]`.
@@ -64,4 +85,15 @@ class AttentionPooling2D(keras.layers.Layer):
         return flat, tf.nn.softmax(scores, axis=1)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[-1])
+        shapes = _maps(input_shape, "input shape")
+        return (shapes[0][0], sum(shape[-1] for shape in shapes))
+
+
+def _maps(inputs, what):
+    # One map, or `[scored, carried]`: checked, as a list of one or two.
+    if not isinstance(inputs, (list, tuple)) or (inputs and not isinstance(inputs[0], (list, tuple))
+                                                 and not hasattr(inputs[0], "shape")):
+        return [inputs]
+    if len(inputs) != 2:
+        raise ValueError(f"AttentionPooling2D takes one map or two ([scored, carried]); got {len(inputs)} {what}s.")
+    return list(inputs)

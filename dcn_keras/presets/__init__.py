@@ -27,6 +27,7 @@ from dcn_keras.presets.house_numbers import svhn_positional_towers
 from dcn_keras.presets.house_numbers import svhn_reader
 from dcn_keras.presets.house_numbers import svhn_reader_max
 from dcn_keras.presets.house_numbers import svhn_reader_one_pool
+from dcn_keras.presets.house_numbers import svhn_reader_placed
 from dcn_keras.presets.house_numbers import svhn_reader_towers
 from dcn_keras.presets.house_numbers import svhn_reader_wide
 from dcn_keras.presets.house_numbers import svhn_towers
@@ -40,7 +41,8 @@ from dcn_keras.presets.own_images import images_towers
 __all__ = ["PRESETS", "PRETRAINED", "cluttered_mnist", "cluttered_mnist_fast", "cluttered_mnist_towers",
            "image_scale", "images", "images_towers", "megapixel_mnist", "megapixel_mnist_towers", "preset_options", "svhn", "svhn_cropped",
            "svhn_cropped_towers", "svhn_patch_exact", "svhn_patch_exact_towers", "svhn_positional",
-           "svhn_positional_towers", "svhn_reader", "svhn_reader_max", "svhn_reader_one_pool", "svhn_reader_towers", "svhn_reader_wide", "svhn_towers",
+           "svhn_positional_towers", "svhn_reader", "svhn_reader_max", "svhn_reader_one_pool", "svhn_reader_placed",
+           "svhn_reader_towers", "svhn_reader_wide", "svhn_towers",
            "weights_path"]
 
 PRESETS = {
@@ -52,6 +54,7 @@ PRESETS = {
     "svhn_reader": svhn_reader,
     "svhn_reader_max": svhn_reader_max,
     "svhn_reader_one_pool": svhn_reader_one_pool,
+    "svhn_reader_placed": svhn_reader_placed,
     "svhn_reader_wide": svhn_reader_wide,
     "svhn_cropped": svhn_cropped,
     "images": images,

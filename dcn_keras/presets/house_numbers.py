@@ -96,7 +96,7 @@ def svhn_patch_exact():
 
 
 def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention", rows_width=64,
-                       fine_widths=None):
+                       fine_widths=None, near_width=None):
     """The `svhn_patch_exact` towers with a top that reads a number wherever it is.
 
     For numbers small against the image (`mnist_numbers --canvas_size`,
@@ -121,15 +121,27 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention
     `rows_width` sets the filters of `top_rows` (64) and `fine_widths` those
     of the fine tower's first three convolutions (`features` each): wider
     ones start from a narrower reader's weights as that reader (`--init_from`).
+    `near_width` (None: off) adds a narrow reading, `top_near`: conv
+    `near_width`@1x3 over `top_rows` (a window of about 46x62 pixels, a
+    digit and its neighbours' edges), pooled by each head's attention
+    weights beside the wide reading (`AttentionPooling2D([read, near])`), so
+    the head that found its place also sees what is written there, centred.
     """
     if pool not in READER_POOLS:
         raise ValueError(f"pool={pool!r} is not valid; choose one of: {', '.join(READER_POOLS)}.")
     if isinstance(rows_width, bool) or not isinstance(rows_width, int) or rows_width < 1:
         raise ValueError(f"rows_width={rows_width!r} is not valid: give a positive integer.")
+    if near_width is not None and (isinstance(near_width, bool) or not isinstance(near_width, int) or near_width < 1):
+        raise ValueError(f"near_width={near_width!r} is not valid: give a positive integer, or None for no "
+                         "narrow reading.")
+    if near_width is not None and pool == "max":
+        raise ValueError("near_width needs an attention pool to place the narrow reading; pool='max' has none.")
     rows, columns = window
     def read(h, heads):
-        h = conv(rows_width, (rows, 2), strides=2, padding="same", name="top_rows")(h)
-        h = conv(192, (1, columns), padding="same", name="top_read")(h)
+        r = conv(rows_width, (rows, 2), strides=2, padding="same", name="top_rows")(h)
+        h = conv(192, (1, columns), padding="same", name="top_read")(r)
+        if near_width is not None:
+            h = [h, conv(near_width, (1, 3), padding="same", name="top_near")(r)]
         if pool == "per_head":
             return {name: AttentionPooling2D(name=f"top_pool_{name}")(h) for name in heads}
         pooling = AttentionPooling2D if pool == "attention" else layers.GlobalMaxPooling2D
@@ -165,6 +177,16 @@ def svhn_reader_wide():
     # fine tower's third convolution (96). Started from `svhn_reader`'s
     # weights (`--init_from`), it reads as they do before its first step.
     towers = svhn_reader_towers(pool="per_head", rows_width=128, fine_widths=(48, 48, 96))
+    return dict(towers, image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
+
+
+def svhn_reader_placed():
+    # `svhn_reader` whose heads also read a narrow window where their
+    # attention puts them (`near_width`): the wide reading finds the place,
+    # the narrow one reads the digit there. From `svhn_reader`'s weights
+    # (`--init_from`) it reads as they do: the dense layers' inputs from
+    # the narrow reading start at zero weight.
+    towers = svhn_reader_towers(pool="per_head", near_width=128)
     return dict(towers, image_shape=(384, 384, 3), num_patches=192, fine_tile=4)
 
 

@@ -51,3 +51,36 @@ def test_the_layer_contract_holds(tmp_path):
     out = run_layer_test(AttentionPooling2D, {"name": "pool"}, layer_inputs, (2, 5), tmp_path=tmp_path)
     # A zero score is an average pool.
     np.testing.assert_allclose(out, layer_inputs[0].mean(axis=(1, 2)), rtol=1e-5)
+
+
+def test_a_carried_map_is_pooled_by_the_scored_maps_weights():
+    rng = np.random.default_rng(4)
+    scored, carried = rng.random((2, 3, 5, 4), dtype=np.float32), rng.random((2, 3, 5, 6), dtype=np.float32)
+    one, two = AttentionPooling2D(), AttentionPooling2D()
+    one.build(scored.shape)
+    two.build([scored.shape, carried.shape])
+    kernel = rng.normal(0, 3, (4, 1)).astype(np.float32)
+    one.score_kernel.assign(kernel)
+    two.score_kernel.assign(kernel)
+    assert two.score_kernel.shape == one.score_kernel.shape  # So it starts from a one-map layer's weights.
+    out = two([scored, carried]).numpy()
+    assert out.shape == (2, 10)
+    np.testing.assert_allclose(out[:, :4], one(scored).numpy(), rtol=1e-6)
+    weights = one.attention_weights(scored).numpy()[..., None]
+    np.testing.assert_allclose(out[:, 4:], (weights * carried).sum((1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(two.attention_weights([scored, carried]).numpy(), weights[..., 0], rtol=1e-6)
+
+
+def test_two_maps_in_a_saved_model_and_bad_pairs_named(tmp_path):
+    wide, narrow = keras.Input((None, None, 3)), keras.Input((None, None, 2))
+    model = keras.Model([wide, narrow], AttentionPooling2D(name="pool")([wide, narrow]))
+    rng = np.random.default_rng(5)
+    x = [rng.random((2, 4, 6, 3), dtype=np.float32), rng.random((2, 4, 6, 2), dtype=np.float32)]
+    model.get_layer("pool").score_kernel.assign(np.ones((3, 1), np.float32))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(x).numpy(), model(x).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"same positions; got shapes \(2, 4, 6, 3\) \(scored\) and \(2, 5, 6, 2\)"):
+        AttentionPooling2D().build([(2, 4, 6, 3), (2, 5, 6, 2)])
+    with pytest.raises(ValueError, match="one map or two .* got 3 input shapes"):
+        AttentionPooling2D().build([(2, 4, 6, 3)] * 3)

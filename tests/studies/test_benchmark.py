@@ -236,7 +236,7 @@ def test_thread_pools_cannot_change_once_tensorflow_runs():
 
 
 @pytest.mark.parametrize("flag,message", [
-    ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, cluttered_mnist_fast, images, megapixel_mnist, svhn, svhn_cropped, svhn_patch_exact, svhn_positional, svhn_reader, svhn_reader_max, svhn_reader_one_pool, svhn_reader_wide."),
+    ("--preset=resnet", "--preset='resnet' is not valid; choose one of: cluttered_mnist, cluttered_mnist_fast, images, megapixel_mnist, svhn, svhn_cropped, svhn_patch_exact, svhn_positional, svhn_reader, svhn_reader_max, svhn_reader_one_pool, svhn_reader_placed, svhn_reader_wide."),
     ("--gather=glimpse", "--gather='glimpse' is not valid; choose one of: index, extract_patches."),
     ("--top_pass=sparse", "--top_pass='sparse' is not valid; choose one of: incremental, full."),
     ("--intra_op_threads=-2", "--intra_op_threads=-2 is not valid; it must be an integer >= 0"),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dcn_keras.backend import keras
+from dcn_keras.backend import tf
 from dcn_keras.models import DynamicCapacityNetwork
 from dcn_keras.presets import cluttered_mnist_towers
 from dcn_keras.training.warm_start import initialize_from
@@ -91,32 +92,52 @@ def test_a_reader_with_a_pool_per_head_starts_as_the_one_pool_reader(tmp_path):
     assert first is not third and first.score_kernel is not third.score_kernel
 
 
+def _grown_from(tmp_path, source, preset, seed):
+    # `preset` started from a saved `source` model: the two networks, what
+    # `initialize_from` said, and both models' outputs on two images.
+    keras.utils.set_random_seed(seed)
+    old = DynamicCapacityNetwork.from_preset(source, image_shape=(64, 64, 3), num_patches=8)
+    old.save(tmp_path / "source.keras")
+    new = DynamicCapacityNetwork.from_preset(preset, image_shape=(64, 64, 3), num_patches=8)
+    said = []
+    assert initialize_from(new, str(tmp_path / "source.keras"), said.append) == ["coarse", "fine", "top"]
+    images = np.random.default_rng(seed).random((2, 64, 64, 3), dtype=np.float32)
+    want, got = old(images), new(images)
+    for name in want["probabilities"]:  # Before a step, the grown model answers as its source.
+        np.testing.assert_allclose(got["probabilities"][name], want["probabilities"][name], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got["locations"], want["locations"])
+    return old, new, said, images
+
+
+def _gradient(model, images, head, weights):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model.fine_only_model()(images)[head] ** 2)
+    return tape.gradient(loss, weights).numpy()
+
+
 def test_a_wider_reader_starts_as_the_narrower_one_then_learns_with_its_new_filters(tmp_path):
     # svhn_reader_wide from svhn_reader: top_rows and fine_conv3 have more
-    # filters; before a step the two give the same answers, and the extra
-    # filters' outgoing weights (zero at the start) get gradients.
-    keras.utils.set_random_seed(5)
-    narrow = DynamicCapacityNetwork.from_preset("svhn_reader", image_shape=(64, 64, 3), num_patches=8)
-    narrow.save(tmp_path / "narrow.keras")
-    wide = DynamicCapacityNetwork.from_preset("svhn_reader_wide", image_shape=(64, 64, 3), num_patches=8)
-    said = []
-    assert initialize_from(wide, str(tmp_path / "narrow.keras"), said.append) == ["coarse", "fine", "top"]
+    # filters; the extra filters' outgoing weights start at zero and get gradients.
+    narrow, wide, said, images = _grown_from(tmp_path, "svhn_reader", "svhn_reader_wide", 5)
     assert said == ["dcn_train: fine: fine_conv3, fine_conv4 wider than in --init_from, widened from it",
                     "dcn_train: top: top_rows, top_read wider than in --init_from, widened from it"]
     assert wide.top.get_layer("top_rows").filters == 2 * narrow.top.get_layer("top_rows").filters
-    read = wide.top.get_layer("top_read").kernel.numpy()
-    assert not np.any(read[:, :, 64:, :]) and np.array_equal(read[:, :, :64, :],
-                                                             narrow.top.get_layer("top_read").kernel.numpy())
-    images = np.random.default_rng(2).random((2, 64, 64, 3), dtype=np.float32)
-    want, got = narrow(images), wide(images)
-    for name in want["probabilities"]:
-        np.testing.assert_allclose(got["probabilities"][name], want["probabilities"][name], rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(got["locations"], want["locations"])
-    import tensorflow as tf
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(wide.fine_only_model()(images)["digit_1"] ** 2)
-    grad = tape.gradient(loss, wide.top.get_layer("top_read").kernel)
-    assert np.any(grad.numpy()[:, :, 64:, :])  # The zero start is not a fixed point.
+    read = wide.top.get_layer("top_read").kernel
+    assert not np.any(read.numpy()[:, :, 64:, :]) and np.array_equal(read.numpy()[:, :, :64, :],
+                                                                     narrow.top.get_layer("top_read").kernel.numpy())
+    assert np.any(_gradient(wide, images, "digit_1", read)[:, :, 64:, :])  # The zero start is not a fixed point.
+
+
+def test_a_placed_reader_starts_as_the_reader_then_learns_its_narrow_reading(tmp_path):
+    # svhn_reader_placed from svhn_reader: each head's dense layer takes the
+    # narrow reading's 128 inputs beside the wide one's 192, from zero weight.
+    _, placed, said, images = _grown_from(tmp_path, "svhn_reader", "svhn_reader_placed", 7)
+    dense = [f"top_dense_{name}" for name in (*(f"digit_{i}" for i in range(1, 6)), "length")]
+    assert said == ["dcn_train: top: top_near not in --init_from, left as initialized",
+                    f"dcn_train: top: {', '.join(dense)} wider than in --init_from, widened from it"]
+    kernel = placed.top.get_layer("top_dense_digit_3").kernel
+    assert kernel.shape == (192 + 128, 192) and not np.any(kernel.numpy()[192:])
+    assert np.any(_gradient(placed, images, "digit_3", kernel)[192:])
 
 
 def test_a_layer_that_cannot_be_widened_is_named(tmp_path):
