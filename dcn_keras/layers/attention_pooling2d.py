@@ -68,7 +68,8 @@ class AttentionPooling2D(keras.layers.Layer):
         for carried in maps[1:]:
             x = tf.cast(carried, tf.float32)
             pooled.append(tf.reduce_sum(weights * tf.reshape(x, [tf.shape(x)[0], -1, x.shape[-1]]), axis=1))
-        return tf.cast(tf.concat(pooled, axis=-1), self.compute_dtype)
+        # One map keeps the graph the shipped SavedModels hold (no concat).
+        return tf.cast(pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1), self.compute_dtype)
 
     def attention_weights(self, inputs):
         """The softmax weight of each position, float32 `[batch, height, width]` (class activation maps use it)."""
