@@ -49,7 +49,7 @@ class AttentionPooling2D(keras.layers.Layer):
     """
 
     def build(self, input_shape):
-        shapes = _maps(input_shape, "input shape")
+        shapes = _maps(input_shape, "input shapes")
         if any(shape[-1] is None for shape in shapes):
             raise ValueError(f"AttentionPooling2D needs a known channel count; got input shape {input_shape}.")
         if len(shapes) == 2 and any(a is not None and b is not None and a != b
@@ -66,8 +66,7 @@ class AttentionPooling2D(keras.layers.Layer):
         flat, weights = self._flat_and_weights(maps[0])
         pooled = [tf.reduce_sum(weights * flat, axis=1)]
         for carried in maps[1:]:
-            x = tf.cast(carried, tf.float32)
-            pooled.append(tf.reduce_sum(weights * tf.reshape(x, [tf.shape(x)[0], -1, x.shape[-1]]), axis=1))
+            pooled.append(tf.reduce_sum(weights * _flat(carried), axis=1))
         # One map keeps the graph the shipped SavedModels hold (no concat).
         return tf.cast(pooled[0] if len(pooled) == 1 else tf.concat(pooled, axis=-1), self.compute_dtype)
 
@@ -79,15 +78,20 @@ class AttentionPooling2D(keras.layers.Layer):
 
     def _flat_and_weights(self, inputs):
         # `[B, H*W, C]` in float32 and the softmax over positions of the score, `[B, H*W, 1]`.
-        x = tf.cast(inputs, tf.float32)
-        shape = tf.shape(x)
-        flat = tf.reshape(x, [shape[0], -1, shape[3]])
+        flat = _flat(inputs)
         scores = tf.matmul(flat, tf.cast(self.score_kernel, tf.float32)) + tf.cast(self.score_bias, tf.float32)
         return flat, tf.nn.softmax(scores, axis=1)
 
     def compute_output_shape(self, input_shape):
-        shapes = _maps(input_shape, "input shape")
+        shapes = _maps(input_shape, "input shapes")
         return (shapes[0][0], sum(shape[-1] for shape in shapes))
+
+
+def _flat(inputs):
+    # `[B, H, W, C]` as float32 `[B, H*W, C]`.
+    x = tf.cast(inputs, tf.float32)
+    shape = tf.shape(x)
+    return tf.reshape(x, [shape[0], -1, shape[3]])
 
 
 def _maps(inputs, what):
@@ -96,5 +100,5 @@ def _maps(inputs, what):
                                                  and not hasattr(inputs[0], "shape")):
         return [inputs]
     if len(inputs) != 2:
-        raise ValueError(f"AttentionPooling2D takes one map or two ([scored, carried]); got {len(inputs)} {what}s.")
+        raise ValueError(f"AttentionPooling2D takes one map or two ([scored, carried]); got {len(inputs)} {what}.")
     return list(inputs)

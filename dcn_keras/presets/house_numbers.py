@@ -129,11 +129,9 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention
     """
     if pool not in READER_POOLS:
         raise ValueError(f"pool={pool!r} is not valid; choose one of: {', '.join(READER_POOLS)}.")
-    if isinstance(rows_width, bool) or not isinstance(rows_width, int) or rows_width < 1:
-        raise ValueError(f"rows_width={rows_width!r} is not valid: give a positive integer.")
-    if near_width is not None and (isinstance(near_width, bool) or not isinstance(near_width, int) or near_width < 1):
-        raise ValueError(f"near_width={near_width!r} is not valid: give a positive integer, or None for no "
-                         "narrow reading.")
+    _check_width("rows_width", rows_width)
+    if near_width is not None:
+        _check_width("near_width", near_width, ", or None for no narrow reading")
     if near_width is not None and pool == "max":
         raise ValueError("near_width needs an attention pool to place the narrow reading; pool='max' has none.")
     rows, columns = window
@@ -148,6 +146,11 @@ def svhn_reader_towers(features=48, max_digits=5, window=(4, 8), pool="attention
         return pooling(name="top_pool")(h)
     return _svhn_towers(features, max_digits, read,
                         fine_tower=lambda channels, out: patch_exact_fine_tower(channels, out, fine_widths))
+
+
+def _check_width(name, value, alternative=""):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} is not valid: give a positive integer{alternative}.")
 
 
 def _whole(pool):
