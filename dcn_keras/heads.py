@@ -2,6 +2,11 @@
 
 from dcn_keras.backend import tf
 
+# A label dict's key for each digit's box, `[batch, digits, 4]`
+# `[top, left, height, width]` (zeros past the number's end): not a head's
+# labels, but what the place loss (`HeadPlaces`) reads.
+PLACE_KEY = "boxes"
+
 
 def head_list(logits):
     """Logits of every softmax head: a dict (in key order), a list, or one tensor."""

@@ -13,6 +13,7 @@ from dcn_keras.datasets import mnist_numbers
 from dcn_keras.datasets import number_labels
 from dcn_keras.datasets import svhn_multi_digit
 from dcn_keras.datasets.dataset_info import DatasetInfo
+from dcn_keras.heads import PLACE_KEY
 
 # Validation is carved from the end of TFDS's train split.
 _TFDS_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "test"}
@@ -92,10 +93,12 @@ def _megapixel_mnist(split, data_dir=None, seed=0, training=False, digits="auto"
 
 
 def _mnist_numbers(split, data_dir=None, seed=0, training=False, digits="auto", examples_per_digit=None,
-                   max_digits=number_labels.MAX_DIGITS, mnist_dir=None, canvas_size=None):
+                   max_digits=number_labels.MAX_DIGITS, mnist_dir=None, canvas_size=None, place_boxes=False):
     images, labels, boxes, source = mnist_numbers.split_numbers(
         split, digits, data_dir, seed, examples_per_digit, image_size=canvas_size or 64, max_digits=max_digits,
         mnist_dir=mnist_dir, digit_scale=1.0)
+    if place_boxes:  # Each digit's box beside the heads' labels, for the place loss.
+        labels = dict(labels, **{PLACE_KEY: boxes})
     records, decode = _indexed((images, labels), _scaled_rgb)
     size = images.shape[1]
     info = DatasetInfo(

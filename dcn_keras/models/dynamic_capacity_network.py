@@ -14,6 +14,7 @@ from dcn_keras.models.dynamic_capacity_trainer import METRICS
 from dcn_keras.models.dynamic_capacity_trainer import DynamicCapacityTrainer
 from dcn_keras.models.early_exit import early_exit_pass
 from dcn_keras.models.fine_pass import fine_pass
+from dcn_keras.models.head_places import HeadPlaces
 from dcn_keras.models.incremental_top import IncrementalTop
 from dcn_keras.models.objective import probabilities
 from dcn_keras.models.stages import Stages
@@ -80,6 +81,11 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
         class_names: sequence of str or None, the name of each class of a
             single-head top, in label order; served as `class_name` outputs.
             Defaults to None.
+        place_weight: float >= 0, weight of the place loss (`HeadPlaces`):
+            each digit head's attention on its own digit's box, from the
+            labels' `PLACE_KEY` entry. Defaults to `0.0` (off); above 0 it
+            needs a top with an attention pool per digit head
+            (`svhn_reader`). Training only.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -95,7 +101,7 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
 
     def __init__(self, coarse, fine, top, image_shape=None, num_patches=8, hint_weight=1.0, coarse_weight=1.0,
                  patch_size=None, patch_offset=None, gather="index", top_pass="incremental", fine_tile=1,
-                 exit_threshold=None, saliency="entropy_gradient", class_names=None, **kwargs):
+                 exit_threshold=None, saliency="entropy_gradient", class_names=None, place_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         # === Config ===
         image_shape = settings.image_shape_of(coarse, image_shape)
@@ -103,7 +109,7 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
             coarse, fine, image_shape, patch_size=patch_size, patch_offset=patch_offset
         )
         settings.check(coarse, fine, top, self.geometry, num_patches, hint_weight, coarse_weight, gather,
-                        top_pass, fine_tile, exit_threshold, saliency)
+                        top_pass, fine_tile, exit_threshold, saliency, place_weight)
         self.coarse, self.fine, self.top = coarse, fine, top
         self.image_shape = image_shape
         self.num_patches = num_patches
@@ -117,6 +123,7 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
         self.exit_threshold = None if exit_threshold is None else float(exit_threshold)
         self.saliency = saliency
         self.class_names = settings.checked_class_names(top, class_names)
+        self.place_weight = float(place_weight)
 
         # === Layers ===
         # The model's own policy, not the global one at construction: a DCN
@@ -139,7 +146,10 @@ class DynamicCapacityNetwork(DynamicCapacityTrainer, keras.Model):
         self.scoring = cell_scoring(saliency, top, self.saliency_layer, self.incremental_top,
                                     self.class_activation_map)
         self.fine_pass = fine_pass(fine, self.patch_gather, self.tile_gather)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in METRICS}
+        # Not a layer: its reading model shares the top's weights, which are saved once, as the top's.
+        self.head_places = HeadPlaces(top, self.geometry) if self.place_weight else None
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in METRICS + (("place_loss",) if self.place_weight else ())}
         self.built = True
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from dcn_keras.backend import keras
 from dcn_keras.backend import tf
+from dcn_keras.heads import PLACE_KEY
 from dcn_keras.models.fit_checks import check_fit_data
 from dcn_keras.models.fit_checks import graph_checks_as_value_errors
 from dcn_keras.models.fit_checks import step_images
@@ -22,7 +23,8 @@ class DynamicCapacityTrainer:
     mean is divided by the replicas and `optimizer.scale_loss` is applied, so
     mixed precision works), the loss and accuracy trackers, `compile` with
     an optimizer only, and `fit`/`evaluate` that name bad data
-    (`fit_checks`) before any weight changes. The model provides `forward`,
+    (`fit_checks`) before any weight changes. With `place_weight` above 0,
+    the loss adds the place loss (`HeadPlaces`) on the labels' boxes. The model provides `forward`,
     `coarse_weight`, `hint_weight` and `self._trackers` (one `Mean` per name
     of `METRICS`).
 
@@ -40,6 +42,7 @@ class DynamicCapacityTrainer:
 
     def compute_losses(self, labels, out, sample_weight=None):
         """Each loss term, as a per-replica mean over the batch."""
+        boxes = self._place_boxes(labels)
         labels = labels_per_head(labels, out.logits)
         refined_ce, correct = per_example_ce_and_correct(labels, out.logits)
         coarse_ce, coarse_correct = per_example_ce_and_correct(labels, out.coarse_logits)
@@ -59,7 +62,21 @@ class DynamicCapacityTrainer:
             + self.coarse_weight * terms["coarse_loss"]
             + self.hint_weight * terms["hint_loss"]
         )
+        if boxes is not None:
+            terms["place_loss"] = weighted_mean(self.head_places.loss(boxes, out.refined_grid), sample_weight)
+            terms["loss"] += self.place_weight * terms["place_loss"]
         return terms
+
+    def _place_boxes(self, labels):
+        # The digits' boxes the place loss reads, or None when it is off.
+        if not self.place_weight:
+            return None
+        if not isinstance(labels, dict) or PLACE_KEY not in labels:
+            raise ValueError(
+                f"place_weight={self.place_weight} needs each digit's box in the labels: a dict entry "
+                f"{PLACE_KEY!r} of shape [batch, digits, 4] ([top, left, height, width]; "
+                "load_dataset('mnist_numbers', ..., place_boxes=True) gives it).")
+        return labels[PLACE_KEY]
 
     def _update_metrics(self, terms, images):
         batch = tf.shape(images)[0]

@@ -1,6 +1,7 @@
 """The DCN objective's pieces: per-head softmax, cross-entropy, accuracy."""
 
 from dcn_keras.backend import tf
+from dcn_keras.heads import PLACE_KEY
 from dcn_keras.heads import head_list
 
 # Starts the message of every input assert inside a step, so `fit` can tell
@@ -34,7 +35,8 @@ def labels_per_head(labels, logits):
 
     One head takes class indices `[batch]` (or `[batch, 1]`); several heads
     take a dict keyed by head name (a dict of logits) or a list in head
-    order. Shapes and kinds are checked while tracing (`ValueError`); values
+    order; a dict may also hold `PLACE_KEY`, the digits' boxes, which are
+    passed over here. Shapes and kinds are checked while tracing (`ValueError`); values
     (whole, in `[0, classes)`) when the step runs, since the loss kernel
     gives no error for a bad index on GPU (it returns NaN).
     """
@@ -47,7 +49,7 @@ def labels_per_head(labels, logits):
                 f"indices with those keys; got {_kind(labels)}."
             )
         missing = [n for n in names if n not in labels]
-        unknown = sorted(str(n) for n in labels if n not in logits)
+        unknown = sorted(str(n) for n in labels if n not in logits and n != PLACE_KEY)
         if missing or unknown:
             raise ValueError(
                 f"Label keys must be the heads {names}; missing {missing}, "

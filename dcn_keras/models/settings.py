@@ -7,7 +7,7 @@ SALIENCIES = ("entropy_gradient", "cam", "cam_top_class")
 # The constructor's arguments besides the towers, each kept as an attribute of
 # its name: `get_config` and `with_settings` copy them from this one list.
 SETTINGS = ("image_shape", "num_patches", "hint_weight", "coarse_weight", "patch_size", "patch_offset", "gather",
-            "top_pass", "fine_tile", "exit_threshold", "saliency", "class_names")
+            "top_pass", "fine_tile", "exit_threshold", "saliency", "class_names", "place_weight")
 
 
 def image_shape_of(coarse, image_shape):
@@ -23,7 +23,7 @@ def image_shape_of(coarse, image_shape):
 
 
 def check(coarse, fine, top, geometry, num_patches, hint_weight, coarse_weight, gather, top_pass, fine_tile,
-          exit_threshold, saliency):
+          exit_threshold, saliency, place_weight=0.0):
     """Raises a `ValueError` naming the first bad argument and what is allowed."""
     coarse_dim = coarse.outputs[0].shape[-1]
     fine_dim = fine.outputs[0].shape[-1]
@@ -41,8 +41,9 @@ def check(coarse, fine, top, geometry, num_patches, hint_weight, coarse_weight, 
             f"num_patches={num_patches!r} must be an int in [1, {cells}] (the "
             f"{geometry.grid_shape[0]}x{geometry.grid_shape[1]} grid)."
         )
-    for name, value in (("hint_weight", hint_weight), ("coarse_weight", coarse_weight)):
-        if not isinstance(value, (int, float)) or value < 0:
+    for name, value in (("hint_weight", hint_weight), ("coarse_weight", coarse_weight),
+                        ("place_weight", place_weight)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"`{name}` must be a number >= 0; got {value!r}.")
     if gather not in METHODS:
         raise ValueError(f"`gather` must be one of {METHODS}; got {gather!r}.")

@@ -19,6 +19,8 @@ def dataset_options(config, training):
         # Evaluation splits: the loader's default, at least 5,000 numbers.
         options.update(digits=config.digits, mnist_dir=config.mnist_dir, max_digits=config.max_digits,
                        examples_per_digit=config.examples_per_digit if training else None)
+        if config.place_weight:
+            options.update(place_boxes=True)
     elif config.dataset == "svhn":
         options.update(crop=config.svhn_crop)
     elif config.own_images:

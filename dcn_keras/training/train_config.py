@@ -74,6 +74,10 @@ class TrainConfig:
             `"cosine"`: every shipped model was trained with it.
         num_patches: int or None, the DCN's k (None: the preset's).
         hint_weight: float or None, the hint term's weight (None: preset's).
+        place_weight: float or None, `dataset="mnist_numbers"` and a DCN with
+            an attention pool per digit head (`svhn_reader`) only: the
+            weight of the place loss, which puts each digit head's attention
+            on its digit's box (`HeadPlaces`; None: 0, off).
         coarse_weight: float or None, the coarse loss weight (None: preset's).
         gather: str, `"index"` or `"extract_patches"`.
         saliency: str or None, how the DCN scores cells: `"entropy_gradient"`
@@ -139,6 +143,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     num_patches: Optional[int] = None
     hint_weight: Optional[float] = None
+    place_weight: Optional[float] = None
     coarse_weight: Optional[float] = None
     gather: str = "index"
     saliency: Optional[str] = None
@@ -199,6 +204,10 @@ class TrainConfig:
         _check_number("num_patches", self.num_patches, 1, optional=True, integer=True)
         _check_number("hint_weight", self.hint_weight, 0, optional=True)
         _check_number("coarse_weight", self.coarse_weight, 0, optional=True)
+        _check_number("place_weight", self.place_weight, 0, optional=True)
+        if self.place_weight and (self.dataset != "mnist_numbers" or self.model != "dcn"):
+            raise ValueError(f"place_weight={self.place_weight} needs each digit's box: dataset=mnist_numbers "
+                             f"and model=dcn (got dataset={self.dataset}, model={self.model}).")
         _check_number("examples_per_digit", self.examples_per_digit, 1, integer=True)
         if self.strategy == "multi_worker" and self.model != "dcn":
             raise ValueError(

@@ -104,7 +104,7 @@ def dcn_for(config, image_shape, preset, class_names=()):
     """
     overrides = {
         name: getattr(config, name)
-        for name in ("num_patches", "hint_weight", "coarse_weight", "saliency")
+        for name in ("num_patches", "hint_weight", "coarse_weight", "saliency", "place_weight")
         if getattr(config, name) is not None
     }
     name = config.preset or preset
@@ -241,8 +241,8 @@ def train(config, callbacks=(), print_fn=print, export=None):
     if config.model == "dcn":
         g = model.geometry
         resolved.update(num_patches=model.num_patches, hint_weight=model.hint_weight,
-                        coarse_weight=model.coarse_weight, grid_shape=list(g.grid_shape),
-                        patch_size=list(g.patch_size), patch_offset=list(g.offset))
+                        coarse_weight=model.coarse_weight, place_weight=model.place_weight,
+                        grid_shape=list(g.grid_shape), patch_size=list(g.patch_size), patch_offset=list(g.offset))
     write_json_atomically(os.path.join(model_dir, "config.json"), resolved)
 
     log_dir = os.path.join(model_dir, "logs")
