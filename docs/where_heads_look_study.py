@@ -10,7 +10,10 @@ refined: version 4's DCN reads as it does), this finds each head's most
 weighted reading, the pixel column at the centre of that reading's window
 (found from the gradient of the reading with respect to the grid, not
 assumed), and which digit of the number that column is nearest. A head that
-locates its place looks at its own digit.
+locates its place looks at its own digit. `by_window_centre` does the same
+with the centre of each reading's window (`HeadPlaces`: the place the
+place loss trains a head to put there), which the trained weights of
+version 4 lean about 11 pixels left of.
 """
 
 import json
@@ -23,6 +26,7 @@ from dcn_keras.backend import keras
 from dcn_keras.backend import tf
 from dcn_keras.datasets.mnist_numbers import split_numbers
 from dcn_keras.models import load_model
+from dcn_keras.models.head_places import HeadPlaces
 
 
 def column_centres(dcn, read, grid_shape):
@@ -46,6 +50,8 @@ def main(model_path, mnist_dir, output, numbers=200):
     read = keras.Model(dcn.top.input, dcn.top.get_layer("top_read").output)
     pad = ((0, 0), *dcn.geometry.padding, (0, 0))
     rows = {i: [] for i in range(1, 6)}
+    by_window = {i: [] for i in range(1, 6)}
+    window_centres = HeadPlaces(dcn.top, dcn.geometry).column_centres
     centres = None
     for s in range(0, numbers, 25):
         x = np.pad(np.repeat(images[s:s + 25].astype(np.float32) / 255, 3, -1), pad)
@@ -55,22 +61,28 @@ def main(model_path, mnist_dir, output, numbers=200):
         h = read(grid)
         for i in rows:
             weights = dcn.top.get_layer(f"top_pool_digit_{i}").attention_weights(h).numpy()
-            peak = centres[weights.max(1).argmax(1)]
+            column = weights.max(1).argmax(1)
             for b in range(len(weights)):
                 length = int((boxes[s + b, :, 2] > 0).sum())
                 if length >= i:
                     middles = boxes[s + b, :length, 1] + boxes[s + b, :length, 3] / 2
-                    nearest = int(np.argmin(np.abs(middles - peak[b]))) + 1
-                    rows[i].append((nearest, abs(peak[b] - middles[i - 1])))
-    report = {"model": model_path, "numbers": numbers, "heads": {
-        f"digit_{i}": {"numbers": len(r), "looks_at_its_digit": float(np.mean([n == i for n, _ in r])),
-                       "looks_at_digit": {str(d): float(np.mean([n == d for n, _ in r])) for d in range(1, 6)},
-                       "median_px_from_its_digit": float(np.median([o for _, o in r]))}
-        for i, r in rows.items()}}
+                    for found, at in ((rows, centres), (by_window, window_centres)):
+                        peak = at[column[b]]
+                        nearest = int(np.argmin(np.abs(middles - peak))) + 1
+                        found[i].append((nearest, abs(peak - middles[i - 1])))
+    report = {"model": model_path, "numbers": numbers, "heads": _heads(rows),
+              "by_window_centre": _heads(by_window)}
     with open(output + ".tmp", "w") as f:
         json.dump(report, f, indent=1)
     os.replace(output + ".tmp", output)
     print(json.dumps(report, indent=1))
+
+
+def _heads(rows):
+    return {f"digit_{i}": {"numbers": len(r), "looks_at_its_digit": float(np.mean([n == i for n, _ in r])),
+                           "looks_at_digit": {str(d): float(np.mean([n == d for n, _ in r])) for d in range(1, 6)},
+                           "median_px_from_its_digit": float(np.median([o for _, o in r]))}
+            for i, r in rows.items()}
 
 
 if __name__ == "__main__":

@@ -179,6 +179,19 @@ def test_the_default_canvas_is_the_recorded_recipe():
     assert next(iter(data))[0].shape == (96, 96, 3)
 
 
+def test_place_boxes_puts_each_digits_box_beside_the_heads_labels():
+    plain, _ = load_dataset("mnist_numbers", "test", digits="embedded", examples_per_digit=1)
+    placed, info = load_dataset("mnist_numbers", "test", digits="embedded", examples_per_digit=1,
+                                place_boxes=True)
+    assert "boxes" not in plain.element_spec[1]
+    for n, ((image, labels), (same_image, same_labels)) in enumerate(zip(placed.take(3), plain.take(3))):
+        np.testing.assert_array_equal(labels["boxes"].numpy(), info.object_boxes[n])
+        np.testing.assert_array_equal(image.numpy(), same_image.numpy())
+        assert {k: int(v) for k, v in labels.items() if k != "boxes"} == {k: int(v) for k, v in same_labels.items()}
+        # A box per digit the number has, zeros past its end.
+        assert int((labels["boxes"][:, 3] > 0).numpy().sum()) == int(labels["length"])
+
+
 @pytest.mark.parametrize("dataset, size, message", [
     ("mnist_numbers", 63, "canvas_size=63 is not valid; it must be an integer >= 64"),
     ("cluttered_mnist", 20, "canvas_size=20 is not valid; it must be an integer >= 28"),

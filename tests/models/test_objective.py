@@ -37,6 +37,12 @@ def test_several_heads_take_a_dict_in_head_name_order():
     np.testing.assert_allclose(ce.numpy(), np.full(4, np.log(6) + np.log(11)), rtol=1e-6)
 
 
+def test_the_digits_boxes_beside_the_heads_labels_are_passed_over():
+    labels = {"length": np.array([1, 2, 3, 5]), "digit_1": np.array([10, 0, 4, 9]), "boxes": np.zeros((4, 5, 4))}
+    ys = labels_per_head(labels, HEADS)
+    np.testing.assert_array_equal([y.numpy() for y in ys], [[10, 0, 4, 9], [1, 2, 3, 5]])
+
+
 @pytest.mark.parametrize(
     "labels,logits,message",
     [

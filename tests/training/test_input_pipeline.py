@@ -35,3 +35,10 @@ def test_a_dcn_reads_megapixel_canvases_carried_as_uint8_as_the_same_floats():
     for x, u in zip(floats, eight_bit):
         assert u.dtype == tf.uint8 and float(tf.reduce_max(x)) > 0.5
         np.testing.assert_array_equal(step_images(u).numpy(), x.numpy())
+
+
+def test_a_place_loss_reads_every_split_with_the_digits_boxes():
+    placed = _config(dataset="mnist_numbers", place_weight=0.1)
+    for training in (True, False):
+        assert input_pipeline.dataset_options(placed, training)["place_boxes"] is True
+        assert "place_boxes" not in input_pipeline.dataset_options(_config(dataset="mnist_numbers"), training)
