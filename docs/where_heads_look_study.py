@@ -13,7 +13,8 @@ assumed), and which digit of the number that column is nearest. A head that
 locates its place looks at its own digit. `by_window_centre` does the same
 with the centre of each reading's window (`HeadPlaces`: the place the
 place loss trains a head to put there), which the trained weights of
-version 4 lean about 11 pixels left of.
+version 4 lean about 11 pixels left of; `place_loss`, each head's mean
+place loss over the numbers that have its digit.
 """
 
 import json
@@ -51,7 +52,8 @@ def main(model_path, mnist_dir, output, numbers=200):
     pad = ((0, 0), *dcn.geometry.padding, (0, 0))
     rows = {i: [] for i in range(1, 6)}
     by_window = {i: [] for i in range(1, 6)}
-    window_centres = HeadPlaces(dcn.top, dcn.geometry).column_centres
+    places = HeadPlaces(dcn.top, dcn.geometry)
+    window_centres, place_losses = places.column_centres, []
     centres = None
     for s in range(0, numbers, 25):
         x = np.pad(np.repeat(images[s:s + 25].astype(np.float32) / 255, 3, -1), pad)
@@ -59,6 +61,7 @@ def main(model_path, mnist_dir, output, numbers=200):
         if centres is None:
             centres = column_centres(dcn, read, grid.shape[1:])
         h = read(grid)
+        place_losses.append(places.head_losses(boxes[s:s + 25], grid).numpy())
         for i in rows:
             weights = dcn.top.get_layer(f"top_pool_digit_{i}").attention_weights(h).numpy()
             column = weights.max(1).argmax(1)
@@ -70,8 +73,12 @@ def main(model_path, mnist_dir, output, numbers=200):
                         peak = at[column[b]]
                         nearest = int(np.argmin(np.abs(middles - peak))) + 1
                         found[i].append((nearest, abs(peak - middles[i - 1])))
+    place_losses = np.concatenate(place_losses)
+    lengths = (boxes[:numbers, :, 3] > 0).sum(1)
     report = {"model": model_path, "numbers": numbers, "heads": _heads(rows),
-              "by_window_centre": _heads(by_window)}
+              "by_window_centre": _heads(by_window),
+              # The mean of what the place loss trains down, per head over the numbers that have its digit.
+              "place_loss": {f"digit_{i}": float(place_losses[lengths >= i, i - 1].mean()) for i in range(1, 6)}}
     with open(output + ".tmp", "w") as f:
         json.dump(report, f, indent=1)
     os.replace(output + ".tmp", output)

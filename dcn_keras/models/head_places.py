@@ -58,7 +58,11 @@ class HeadPlaces:
         return [pool.attention_weights(m) for pool, m in zip(self.pools, maps)]
 
     def loss(self, boxes, grid, training=False):
-        """The place loss of each example, float32 `[batch]`.
+        """The place loss of each example, float32 `[batch]`: `head_losses` summed over the heads."""
+        return tf.reduce_sum(self.head_losses(boxes, grid, training), axis=1)
+
+    def head_losses(self, boxes, grid, training=False):
+        """Each digit head's place loss, float32 `[batch, digits]` (0 past a number's end).
 
         Args:
             boxes: `[batch, digits, 4]` `[top, left, height, width]` in image
@@ -71,15 +75,15 @@ class HeadPlaces:
                              f"([top, left, height, width] per digit head); got {tuple(boxes.shape)}.")
         rows, columns = tf.constant(self.row_centres), tf.constant(self.column_centres)
         row_step, column_step = _step(self.row_centres), _step(self.column_centres)
-        total = tf.zeros_like(boxes[:, 0, 0])
+        losses = []
         for i, weights in enumerate(self.weights(grid, training)):
             top, left, height, width = tf.unstack(boxes[:, i], axis=-1)
             in_rows = _near(rows, top + height / 2, tf.maximum(height / 2, row_step))
             in_columns = _near(columns, left + width / 2, tf.maximum(width / 2, column_step / 2))
             inside = tf.cast(tf.logical_and(in_rows[:, :, None], in_columns[:, None, :]), tf.float32)
             mass = tf.reduce_sum(weights * inside, axis=[1, 2])
-            total += tf.where(width > 0, -tf.math.log(mass + _EPSILON), 0.0)
-        return total
+            losses.append(tf.where(width > 0, -tf.math.log(mass + _EPSILON), 0.0))
+        return tf.stack(losses, axis=1)
 
 
 def _digit_pools(top):

@@ -44,8 +44,11 @@ def test_the_loss_is_minus_log_the_weight_on_the_digit_summed_over_the_digits_it
     # A second digit adds its own head's term.
     two = _boxes((103, 79, 10, 10), (103, 95, 10, 10))
     second = places.weights(grid)[1][0].numpy()
+    first = expected
     expected += -np.log(second[5:8, 5].sum() + 1e-6)
     np.testing.assert_allclose(places.loss(two, grid).numpy(), [expected], rtol=1e-5)
+    np.testing.assert_allclose(places.head_losses(two, grid).numpy(), [[first, expected - first, 0, 0, 0]],
+                               rtol=1e-5)
 
 
 def test_only_the_heads_of_the_digits_a_number_has_are_trained(reader):
