@@ -24,9 +24,10 @@ class DynamicCapacityTrainer:
     mixed precision works), the loss and accuracy trackers, `compile` with
     an optimizer only, and `fit`/`evaluate` that name bad data
     (`fit_checks`) before any weight changes. With `place_weight` above 0,
-    the loss adds the place loss (`HeadPlaces`) on the labels' boxes. The model provides `forward`,
-    `coarse_weight`, `hint_weight` and `self._trackers` (one `Mean` per name
-    of `METRICS`).
+    the loss adds the place loss (`HeadPlaces`) on the labels' boxes. The
+    model provides `forward`, `coarse_weight`, `hint_weight`,
+    `place_weight`, `head_places` and `self._trackers` (one `Mean` per name
+    of `METRICS`, and `place_loss` with the place loss).
 
     It takes no arguments of its own: `DynamicCapacityNetwork`'s are its.
 

@@ -15,16 +15,17 @@ class HeadPlaces:
 
     A top whose digit heads each pool its readings by their own attention
     (`svhn_reader`: `top_pool_digit_1`, ...) learns from the cross-entropies
-    alone where each head looks, and measured, every head anchors at the
-    number's first digit and reads its own off-centre (docs/scaling.md, "A
-    narrow reading per place"). Given each digit's box, the place loss of
+    alone where each head looks, and measured, the heads of the third to
+    fifth places read their digit from 23 to 54 pixels off (docs/scaling.md,
+    "Each head taught its place"). Given each digit's box, the place loss of
     head `i` is `-log` of the attention weight it puts on the readings
     centred on digit `i`: within half a reading step or half the box's width
     of the box's centre along the row, and within a step or half its height
     across rows. It is summed over the digits a number has (a zero-width box
     is past its end). The centre of each reading's window on the image is
     measured once, from the gradient of the reading's row or column with
-    respect to the grid, not worked out by hand.
+    respect to the grid on a copy of the reading layers with kernels of
+    ones (every path counts alike, whatever the trained weights lean to).
 
     Args:
         top: `keras.Model`, a DCN's top whose `digit_1`, `digit_2`, ... heads
